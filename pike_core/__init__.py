@@ -1,0 +1,64 @@
+"""pike-core: an event-driven socket transport with pluggable poller backends.
+
+A :class:`Transport` owns one non-blocking socket and receives ``handle_*`` callbacks; a
+:class:`Poller` waits on the OS and dispatches events to transports.  Backends (epoll,
+poll, select, kqueue, iocp) are separate distributions found through the ``pike.pollers``
+entry point group; :func:`default_poller` picks one by ``PIKE_POLLER`` or by priority.
+"""
+
+from __future__ import annotations
+
+from . import events
+from .backends import BackendSpec, BackendStatus, Choice
+from .discovery import (
+    ENTRY_POINT_GROUP,
+    ENV_VAR,
+    BackendRegistry,
+    available_backends,
+    choose_backend,
+    default_poller,
+    new_poller,
+    set_default_poller,
+)
+from .errors import (
+    BackendError,
+    BackendUnavailableError,
+    CapacityError,
+    NoBackendError,
+    PikeError,
+    PollerClosedError,
+    RegistrationError,
+    UnknownBackendError,
+)
+from .hookspecs import hookimpl, hookspec
+from .poller import Poller
+from .timers import TimerHandle
+from .transport import Transport
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "ENV_VAR",
+    "BackendError",
+    "BackendRegistry",
+    "BackendSpec",
+    "BackendStatus",
+    "BackendUnavailableError",
+    "CapacityError",
+    "Choice",
+    "NoBackendError",
+    "PikeError",
+    "Poller",
+    "PollerClosedError",
+    "RegistrationError",
+    "TimerHandle",
+    "Transport",
+    "UnknownBackendError",
+    "available_backends",
+    "choose_backend",
+    "default_poller",
+    "events",
+    "hookimpl",
+    "hookspec",
+    "new_poller",
+    "set_default_poller",
+]

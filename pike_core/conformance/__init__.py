@@ -1,0 +1,1 @@
+"""The conformance suite every poller backend must pass (see :mod:`.plugin`)."""

@@ -1,0 +1,125 @@
+"""Helpers for the conformance suite: recording transports, socket pairs, waiting."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from typing import Any, Callable, List, Optional, Tuple
+
+from pike_core import Poller, Transport
+
+#: Upper bound for waiting on loopback events; generous for shared, noisy machines.
+DEADLINE = 10.0
+
+
+def run_until(poller: Poller, condition: Callable[[], bool], timeout: float = DEADLINE, what: str = "") -> None:
+    """Poll until ``condition()`` holds; fail the test after ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    while not condition():
+        left = end - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition!r}")
+        poller.poll(min(left, 0.5))
+
+
+class Recorder(Transport):
+    """A transport that records every callback, in order, with what it saw."""
+
+    def __init__(self, poller: Poller, sock: Optional[socket.socket] = None) -> None:
+        self.calls: List[str] = []
+        self.errors: List[BaseException] = []
+        self.received = bytearray()
+        self.read_size = 65536
+        super().__init__(alternate_poller=poller, sock=sock)
+
+    def handle_connect(self) -> None:
+        sock = self.socket
+        assert sock is not None
+        # The rule under test: connected only after SO_ERROR said so.
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+        sock.getpeername()
+        self.calls.append("connect")
+
+    def handle_read(self) -> None:
+        self.calls.append("read")
+        self.received += self.recv(self.read_size)
+
+    def handle_write(self) -> None:
+        self.calls.append("write")
+
+    def handle_close(self) -> None:
+        self.calls.append("close")
+        self.close()
+
+    def handle_error(self) -> None:
+        self.calls.append("error")
+        self.errors.append(sys.exc_info()[1])  # type: ignore[arg-type]
+        self.close()
+
+    def count(self, name: str) -> int:
+        return self.calls.count(name)
+
+
+class Listener(Transport):
+    """A listening transport that wraps each accepted socket in ``factory``."""
+
+    def __init__(
+        self,
+        poller: Poller,
+        factory: Callable[[Poller, socket.socket], Transport],
+        family: int = socket.AF_INET,
+        address: Any = ("127.0.0.1", 0),
+    ) -> None:
+        super().__init__(alternate_poller=poller)
+        self.factory = factory
+        self.accepted: List[Transport] = []
+        self.create_socket(family, socket.SOCK_STREAM)
+        if family != getattr(socket, "AF_UNIX", None):
+            self.set_reuse_addr()
+        self.bind(address)
+        self.listen(256)
+
+    def handle_accepted(self, sock: socket.socket, addr: Any) -> None:
+        self.accepted.append(self.factory(self.poller, sock))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def connected_pair(family: int = socket.AF_INET) -> Tuple[socket.socket, socket.socket]:
+    """Two connected non-blocking stream sockets over loopback (real TCP for AF_INET)."""
+    if family == socket.AF_INET:
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+            a = socket.create_connection(listener.getsockname())
+            b, _ = listener.accept()
+    else:
+        a, b = socket.socketpair(family)
+    a.setblocking(False)
+    b.setblocking(False)
+    return a, b
+
+
+def open_descriptor_count() -> int:
+    """How many descriptors (handles, on Windows) this process holds open."""
+    if sys.platform == "win32":
+        import ctypes
+        from ctypes import wintypes
+
+        count = wintypes.DWORD()
+        kernel32 = ctypes.WinDLL("kernel32")  # type: ignore[attr-defined,unused-ignore]
+        if not kernel32.GetProcessHandleCount(kernel32.GetCurrentProcess(), ctypes.byref(count)):
+            raise OSError("GetProcessHandleCount failed")
+        return int(count.value)
+    for folder in ("/proc/self/fd", "/dev/fd"):
+        if os.path.isdir(folder):
+            # listdir itself opens one descriptor, listed in both counts alike.
+            return len(os.listdir(folder))
+    raise OSError("cannot count open descriptors: neither /proc/self/fd nor /dev/fd exists")

@@ -1,0 +1,167 @@
+"""Timers, cross-thread wake-ups, stopping, idling and resource hygiene."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import List
+
+import pytest
+
+from pike_core import Poller, PollerClosedError
+
+from .support import Listener, Recorder, connected_pair, open_descriptor_count, run_until
+
+
+def test_timers_fire_in_order_and_cancel_works(poller: Poller) -> None:
+    fired: List[str] = []
+    poller.call_later(0.05, fired.append, "c")
+    poller.call_later(0.01, fired.append, "a")
+    poller.call_later(0.01, fired.append, "b")
+    cancelled = poller.call_later(0.02, fired.append, "cancelled")
+    cancelled.cancel()
+    cancelled.cancel()
+    run_until(poller, lambda: len(fired) == 3, what="three timers")
+    for _ in range(3):
+        poller.poll(0.02)
+    assert fired == ["a", "b", "c"]
+
+
+def test_timer_bounds_a_blocking_wait(poller: Poller) -> None:
+    fired: List[float] = []
+    poller.call_later(0.1, lambda: fired.append(time.monotonic()))
+    start = time.monotonic()
+    poller.poll(30)
+    assert fired, "poll(30) returned without running the timer that bounded it"
+    assert fired[0] - start < 10
+
+
+def test_call_soon_threadsafe_wakes_a_blocked_poll(poller: Poller) -> None:
+    called = threading.Event()
+    blocked = threading.Event()
+
+    def other_thread() -> None:
+        blocked.wait()
+        poller.call_soon_threadsafe(called.set)
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    start = time.monotonic()
+    blocked.set()
+    while not called.is_set() and time.monotonic() - start < 30:
+        poller.poll(30)
+    thread.join()
+    assert called.is_set()
+    assert time.monotonic() - start < 10
+
+
+def test_stop_from_another_thread_ends_loop(poller: Poller) -> None:
+    timer = threading.Timer(0.05, poller.stop)
+    timer.start()
+    start = time.monotonic()
+    poller.loop(timeout=30)
+    timer.join()
+    assert time.monotonic() - start < 10
+
+
+def test_loop_count_and_timeout(poller: Poller) -> None:
+    ticks: List[int] = []
+
+    def tick() -> None:
+        ticks.append(1)
+        poller.call_soon(tick)
+
+    poller.call_soon(tick)
+    poller.loop(count=3)
+    assert len(ticks) == 3
+    start = time.monotonic()
+    poller.loop(timeout=0)
+    assert len(ticks) == 4
+    poller.loop(timeout=0.05)
+    assert time.monotonic() - start >= 0.05
+
+
+def test_idle_loop_does_not_spin(poller: Poller) -> None:
+    a, b = connected_pair()
+    t = Recorder(poller, a)
+    cpu_start, wall_start = time.process_time(), time.monotonic()
+    poller.loop(timeout=1)
+    cpu, wall = time.process_time() - cpu_start, time.monotonic() - wall_start
+    assert wall >= 1
+    assert cpu / wall < 0.05, f"an idle loop(timeout=1) used {cpu / wall:.1%} of a CPU"
+    t.close()
+    b.close()
+
+
+def test_bad_arguments_are_clear_errors(poller: Poller) -> None:
+    with pytest.raises(ValueError, match=">= 0"):
+        poller.poll(-1)
+    with pytest.raises(ValueError, match=">= 0"):
+        poller.loop(timeout=-0.5)
+    with pytest.raises(ValueError, match="count"):
+        poller.loop(count=-1)
+    with pytest.raises(TypeError, match="callable"):
+        poller.call_later(1, "not callable")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="callable"):
+        poller.call_soon_threadsafe(None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="finite"):
+        poller.call_later(float("nan"), print)
+
+
+def test_closed_poller_refuses_use(poller: Poller) -> None:
+    a, b = connected_pair()
+    t = Recorder(poller, a)
+    poller.close()
+    assert t.closed, "closing a poller closes its transports"
+    poller.close()
+    with pytest.raises(PollerClosedError):
+        poller.poll(0)
+    with pytest.raises(PollerClosedError):
+        poller.call_soon_threadsafe(print)
+    with pytest.raises(PollerClosedError):
+        Recorder(poller, b)
+    b.close()
+
+
+def test_no_descriptor_leak_after_1000_connect_close_cycles(poller: Poller) -> None:
+    server = Listener(poller, Recorder)
+    # One warm-up cycle, so lazily created objects are not counted as leaks.
+    cycles = 1001
+    before = 0
+    for i in range(cycles):
+        if i == 1:
+            for peer in server.accepted:
+                run_until(poller, lambda p=peer: p.closed, what="the peer to see EOF")
+            before = open_descriptor_count()
+        client = Recorder(poller)
+        client.create_socket()
+        client.connect(server.addr)
+        run_until(poller, lambda c=client: c.connected, what="connect")  # type: ignore[misc]
+        client.close()
+    run_until(poller, lambda: all(p.closed for p in server.accepted), what="every accepted peer closed")
+    assert len(server.accepted) == cycles
+    assert open_descriptor_count() == before
+    assert poller.transports() == [server]
+
+
+def test_two_pollers_dispatch_only_their_own(poller: Poller, pike_backend: object) -> None:
+    other = type(poller)()
+    try:
+        a1, b1 = connected_pair()
+        a2, b2 = connected_pair()
+        mine, theirs = Recorder(poller, a1), Recorder(other, a2)
+        b1.send(b"mine")
+        b2.send(b"theirs")
+        run_until(poller, lambda: mine.received, what="this poller's transport")
+        for _ in range(5):
+            poller.poll(0.01)
+        assert theirs.calls == []
+        run_until(other, lambda: theirs.received, what="the other poller's transport")
+        assert bytes(mine.received) == b"mine"
+        assert bytes(theirs.received) == b"theirs"
+        assert poller.transports() == [mine]
+        assert other.transports() == [theirs]
+        b1.close()
+        b2.close()
+    finally:
+        other.close()

@@ -1,0 +1,188 @@
+"""Finding the installed backends (entry points in group ``pike.pollers``, loaded into a
+pluggy PluginManager) and choosing one.
+
+Discovery is lazy, at first use, and isolates plugins from each other: a plugin that
+fails to import, fails its hook, or returns the wrong thing is listed as broken with its
+error, and the others work as if it were not there.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import Any, Iterable, List, Optional, Sequence
+
+import pluggy
+
+from . import choice as _choice
+from . import hookspecs
+from .backends import BackendSpec, BackendStatus, Choice
+from .errors import BackendError
+from .poller import Poller
+
+if sys.version_info >= (3, 10):
+    from importlib.metadata import EntryPoint, entry_points
+else:
+    from importlib_metadata import EntryPoint, entry_points
+
+ENTRY_POINT_GROUP = "pike.pollers"
+ENV_VAR = "PIKE_POLLER"
+
+
+def parse_preference(value: Optional[str]) -> List[str]:
+    """``"epoll, poll"`` -> ``["epoll", "poll"]``; None or blank -> ``[]``."""
+    if not value:
+        return []
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def _distribution(ep: EntryPoint) -> tuple[Optional[str], Optional[str]]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return None, None
+    return dist.metadata["Name"], dist.version
+
+
+class BackendRegistry:
+    """The backends of one entry point group.  Thread-safe; discovers once."""
+
+    def __init__(self, group: str = ENTRY_POINT_GROUP) -> None:
+        self.group = group
+        self._lock = threading.Lock()
+        self._pm: Optional[pluggy.PluginManager] = None
+        self._statuses: List[BackendStatus] = []
+
+    def _discover(self) -> pluggy.PluginManager:
+        with self._lock:
+            if self._pm is None:
+                pm = pluggy.PluginManager(hookspecs.PROJECT)
+                pm.add_hookspecs(hookspecs)
+                pm.register(_choice, name="pike_core.choice")
+                eps = sorted(entry_points(group=self.group), key=lambda ep: (ep.name, ep.value))
+                self._statuses = [self._load(pm, ep) for ep in eps]
+                self._pm = pm
+            return self._pm
+
+    def _load(self, pm: pluggy.PluginManager, ep: EntryPoint) -> BackendStatus:
+        dist, version = _distribution(ep)
+
+        def broken(problem: str) -> BackendStatus:
+            return BackendStatus(ep.name, dist, version, problem=f"broken plugin: {problem}", broken=True)
+
+        # Plugins are third-party code: anything they raise is caught here, at the
+        # boundary, and reported against that plugin alone.
+        try:
+            plugin = ep.load()
+        except Exception as exc:
+            return broken(f"importing {ep.value!r} failed: {type(exc).__name__}: {exc}")
+        if pm.is_registered(plugin) or pm.has_plugin(ep.name):
+            return broken(f"{ep.value!r} is registered already under another name")
+        try:
+            pm.register(plugin, name=ep.name)
+        except Exception as exc:
+            return broken(f"{ep.value!r} does not match the pike hooks: {exc}")
+        impls = [i for i in pm.hook.pike_poller_backend.get_hookimpls() if i.plugin is plugin]
+        if not impls:
+            pm.unregister(plugin)
+            return broken(f"{ep.value!r} does not implement the pike_poller_backend hook")
+        try:
+            spec: Any = impls[0].function()
+        except Exception as exc:
+            pm.unregister(plugin)
+            return broken(f"its pike_poller_backend hook raised {type(exc).__name__}: {exc}")
+        if not isinstance(spec, BackendSpec):
+            pm.unregister(plugin)
+            return broken(f"its pike_poller_backend hook returned {spec!r}, not a pike_core.BackendSpec")
+        if spec.name != ep.name:
+            pm.unregister(plugin)
+            return broken(f"it calls itself {spec.name!r} but its entry point is named {ep.name!r}")
+        try:
+            poller_class = spec.load()
+        except ImportError as exc:
+            return BackendStatus(ep.name, dist, version, spec, problem=str(exc))
+        except Exception as exc:
+            return BackendStatus(
+                ep.name, dist, version, spec, problem=f"broken plugin: {type(exc).__name__}: {exc}", broken=True
+            )
+        return BackendStatus(ep.name, dist, version, spec, poller_class)
+
+    def backends(self) -> List[BackendStatus]:
+        """Every discovered backend, usable or not, sorted by name."""
+        self._discover()
+        return list(self._statuses)
+
+    def choose(self, preference: Optional[Sequence[str]] = None, source: str = ENV_VAR) -> Choice:
+        """Choose a backend: the first usable one of ``preference``, or, without one, the
+        ``PIKE_POLLER`` environment variable's, or else the highest-priority usable one.
+
+        :raises UnknownBackendError: a single name asked for is not installed.
+        :raises BackendUnavailableError: nothing asked for can run here.
+        :raises NoBackendError: no usable backend is installed.
+        """
+        pm = self._discover()
+        if preference is None:
+            preference = parse_preference(os.environ.get(ENV_VAR))
+            source = ENV_VAR
+        result: Optional[Choice] = pm.hook.pike_choose_backend(
+            backends=list(self._statuses), preference=list(preference), source=source
+        )
+        if not isinstance(result, Choice):
+            raise BackendError(f"the pike_choose_backend hooks chose nothing usable (got {result!r})")
+        return result
+
+    def new_poller(self, name: Optional[str] = None) -> Poller:
+        """A new poller on backend ``name``, or on the one :meth:`choose` picks.
+
+        :raises BackendError: as :meth:`choose`.
+        """
+        chosen = self.choose([name], "new_poller(name)") if name else self.choose()
+        poller_class = chosen.backend.poller_class
+        assert poller_class is not None
+        return poller_class()
+
+
+registry = BackendRegistry()
+_default: Optional[Poller] = None
+_default_pid = 0
+_default_lock = threading.Lock()
+
+
+def available_backends() -> List[BackendStatus]:
+    """Every installed backend, usable here or not (see :meth:`BackendRegistry.backends`)."""
+    return registry.backends()
+
+
+def choose_backend(preference: Optional[Iterable[str]] = None) -> Choice:
+    """See :meth:`BackendRegistry.choose`."""
+    return registry.choose(None if preference is None else list(preference), "preference")
+
+
+def new_poller(name: Optional[str] = None) -> Poller:
+    """See :meth:`BackendRegistry.new_poller`."""
+    return registry.new_poller(name)
+
+
+def default_poller() -> Poller:
+    """The process-wide poller that transports use unless given ``alternate_poller``.
+
+    Created at first use by the choice rules (``PIKE_POLLER`` included); created anew
+    after it was closed, and in a child process after ``fork()``, which must not share
+    its parent's OS poll object.
+
+    :raises BackendError: no backend can be chosen; the message says what to do.
+    """
+    global _default, _default_pid
+    with _default_lock:
+        if _default is None or _default.closed or _default_pid != os.getpid():
+            _default = new_poller()
+            _default_pid = os.getpid()
+        return _default
+
+
+def set_default_poller(poller: Optional[Poller]) -> None:
+    """Make ``poller`` the process default (None: choose one again at next use)."""
+    global _default, _default_pid
+    with _default_lock:
+        _default = poller
+        _default_pid = os.getpid()

@@ -1,0 +1,84 @@
+"""The exceptions a caller of pike-core may need to tell apart.
+
+Everything else is raised as a built-in type (``ValueError``, ``TypeError``, ``OSError``).
+Each class also derives from the built-in it refines, so code that catches the built-in
+keeps working.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+
+class PikeError(Exception):
+    """Base class of every exception defined by pike-core."""
+
+
+class PollerClosedError(PikeError, RuntimeError):
+    """The poller was used after :meth:`Poller.close`.
+
+    :ivar poller: the closed poller.
+    """
+
+    def __init__(self, poller: object) -> None:
+        super().__init__(f"{poller!r} is closed; create a new poller")
+        self.poller = poller
+
+
+class RegistrationError(PikeError, ValueError):
+    """A transport cannot be registered with (or unregistered from) a poller.
+
+    :ivar transport: the transport at fault.
+    """
+
+    def __init__(self, transport: object, message: str) -> None:
+        super().__init__(message)
+        self.transport = transport
+
+
+class CapacityError(RegistrationError):
+    """The poller's OS mechanism cannot watch this descriptor (for example
+    ``select()`` and descriptors at or above ``FD_SETSIZE``).
+
+    Only this transport is refused; the poller and its other transports go on.  A
+    backend raises it from ``os_register`` with ``transport=None``; the core fills it in.
+    """
+
+
+class BackendError(PikeError, LookupError):
+    """No poller backend could be chosen.  The message says what to install or set."""
+
+
+class UnknownBackendError(BackendError):
+    """A backend name that no installed distribution registers.
+
+    :ivar name: the name asked for.
+    :ivar installed: the names that are installed.
+    """
+
+    def __init__(self, name: str, installed: Sequence[str]) -> None:
+        listed = ", ".join(installed) if installed else "none"
+        super().__init__(
+            f"no poller backend named {name!r} is installed (installed: {listed}); "
+            "set PIKE_POLLER to one of the installed names or install the distribution "
+            "that provides it"
+        )
+        self.name = name
+        self.installed = tuple(installed)
+
+
+class BackendUnavailableError(BackendError):
+    """A backend is installed but cannot run on this machine.
+
+    :ivar name: the backend's name.
+    :ivar reason: why it cannot run here.
+    """
+
+    def __init__(self, name: str, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+        self.reason = reason
+
+
+class NoBackendError(BackendError):
+    """No usable poller backend is installed at all."""

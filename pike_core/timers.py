@@ -1,0 +1,119 @@
+"""Timers: a heap of handles ordered by due time, then by the order they were made."""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from typing import Any, Callable, Final, List, Tuple, final
+
+clock: Final = time.monotonic
+
+
+@final
+class TimerHandle:
+    """What :meth:`Poller.call_later` returns; :meth:`cancel` stops the call."""
+
+    __slots__ = ("when", "_callback", "_args", "cancelled", "_queue")
+
+    def __init__(
+        self,
+        when: float,
+        callback: Callable[..., object],
+        args: Tuple[Any, ...],
+        queue: TimerQueue,
+    ) -> None:
+        self.when = when
+        self._callback = callback
+        self._args = args
+        self.cancelled = False
+        self._queue: TimerQueue | None = queue
+
+    def cancel(self) -> None:
+        """Stop the call if it has not run yet.  Harmless when repeated or too late."""
+        if not self.cancelled:
+            self.cancelled = True
+            queue, self._queue = self._queue, None
+            if queue is not None:
+                queue.cancelled_one()
+
+    def run(self) -> None:
+        """Call the callback unless it was cancelled after it fell due."""
+        if not self.cancelled:
+            self._callback(*self._args)
+
+    def __repr__(self) -> str:
+        state = "cancelled" if self.cancelled else f"due at {self.when:.6f}"
+        return f"<TimerHandle {self._callback!r} {state}>"
+
+
+class TimerQueue:
+    """The timers of one poller; not thread-safe (it belongs to the loop's thread)."""
+
+    __slots__ = ("_heap", "_seq", "_cancelled")
+
+    def __init__(self) -> None:
+        self._heap: List[Tuple[float, int, TimerHandle]] = []
+        self._seq = 0
+        self._cancelled = 0
+
+    def __len__(self) -> int:
+        return len(self._heap) - self._cancelled
+
+    def add(self, delay: float, callback: Callable[..., object], args: Tuple[Any, ...]) -> TimerHandle:
+        """Schedule ``callback(*args)`` after ``delay`` seconds.
+
+        :raises TypeError: ``callback`` is not callable or ``delay`` is not a number.
+        :raises ValueError: ``delay`` is NaN or infinite.
+        """
+        if not callable(callback):
+            raise TypeError(f"call_later needs a callable, got {callback!r}")
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)):
+            raise TypeError(f"delay must be a number of seconds, got {delay!r}")
+        if not math.isfinite(delay):
+            raise ValueError(f"delay must be a finite number of seconds, got {delay!r}")
+        handle = TimerHandle(clock() + max(delay, 0.0), callback, args, self)
+        # The sequence number keeps timers due at the same instant in the order they were
+        # made, and keeps heapq from ever comparing two handles.
+        self._seq += 1
+        heapq.heappush(self._heap, (handle.when, self._seq, handle))
+        return handle
+
+    def cancelled_one(self) -> None:
+        self._cancelled += 1
+        # Cancelled handles stay in the heap until due; rebuild once they are the
+        # majority so a program that re-arms a long timeout forever stays bounded.
+        if self._cancelled > 64 and self._cancelled * 2 > len(self._heap):
+            self._heap = [entry for entry in self._heap if not entry[2].cancelled]
+            heapq.heapify(self._heap)
+            self._cancelled = 0
+
+    def next_delay(self, now: float) -> float | None:
+        """Seconds until the earliest live timer (0 when overdue), or None without one."""
+        heap = self._heap
+        while heap and heap[0][2].cancelled:
+            heapq.heappop(heap)
+            self._cancelled -= 1
+        if not heap:
+            return None
+        return max(heap[0][0] - now, 0.0)
+
+    def pop_due(self, now: float) -> List[TimerHandle]:
+        """Remove and return the live timers due at ``now``, earliest first."""
+        heap = self._heap
+        due: List[TimerHandle] = []
+        while heap and heap[0][0] <= now:
+            handle = heapq.heappop(heap)[2]
+            if handle.cancelled:
+                self._cancelled -= 1
+            else:
+                # Out of the heap now: a later cancel() must not count it as in there.
+                handle._queue = None
+                due.append(handle)
+        return due
+
+    def clear(self) -> None:
+        for entry in self._heap:
+            entry[2].cancelled = True
+        self._heap.clear()
+        self._cancelled = 0

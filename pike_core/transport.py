@@ -1,0 +1,414 @@
+"""Transport: one non-blocking socket and the callbacks its events turn into.
+
+The API and meaning are those of the original ``pike.transport.Transport`` (an
+``asyncore.dispatcher`` look-alike), with its defects fixed: end of stream always reaches
+``handle_close``; a connect counts as done only once ``SO_ERROR`` says it succeeded; a
+failed connect is reported and its transport closed, never left registered.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import sys
+from typing import Any, Optional, Tuple
+
+from . import events
+from .errors import CapacityError, RegistrationError
+from .poller import Poller
+
+logger = logging.getLogger("pike_core")
+
+_PROPAGATE = (KeyboardInterrupt, SystemExit)
+_CONNECT_PENDING = frozenset(
+    {errno.EINPROGRESS, errno.EALREADY, errno.EWOULDBLOCK, getattr(errno, "WSAEWOULDBLOCK", -1)}
+)
+_CONNECT_DONE = frozenset({0, errno.EISCONN})
+# Errors that mean the peer (or the path to it) is gone: reported as end of stream.
+_DISCONNECTED = frozenset(
+    {
+        errno.ECONNRESET,
+        errno.ENOTCONN,
+        errno.ESHUTDOWN,
+        errno.ECONNABORTED,
+        errno.EPIPE,
+        errno.ETIMEDOUT,
+        errno.EHOSTUNREACH,
+        errno.ENETRESET,
+        errno.ENETUNREACH,
+    }
+)
+#: ``recv`` never asks the OS for more than this at once (a larger request would only
+#: allocate a buffer the kernel cannot fill); it may return fewer bytes in any case.
+MAX_RECV = 1 << 20
+_ACCEPTS_PER_EVENT = 32
+
+AddressFamily = socket.AddressFamily
+Address = Any
+
+
+class Transport:
+    """An ``asyncore.dispatcher``-like owner of one non-blocking socket.
+
+    Subclasses override the ``handle_*`` callbacks.  Write notifications are off by
+    default: call :meth:`send` when there is data, and a would-block ``send`` arms
+    exactly one ``handle_write``; ``poller.defer_write(transport)`` asks for one
+    explicitly.
+
+    :param alternate_poller: the poller to register with instead of the process default
+        (:func:`pike_core.default_poller`).
+    :param sock: an already connected (or listening) socket to adopt.
+    :raises TypeError: ``sock`` is not a socket.
+    :raises RegistrationError: the poller cannot take the socket (see :meth:`set_socket`).
+    """
+
+    __slots__ = (
+        "poller",
+        "socket",
+        "addr",
+        "connected",
+        "connecting",
+        "accepting",
+        "family_and_type",
+        "_fileno",
+        "_want_write",
+        "_closed",
+        "_close_notified",
+        "__dict__",
+        "__weakref__",
+    )
+
+    def __init__(self, alternate_poller: Optional[Poller] = None, sock: Optional[socket.socket] = None) -> None:
+        if alternate_poller is None:
+            from .discovery import default_poller
+
+            alternate_poller = default_poller()
+        elif not isinstance(alternate_poller, Poller):
+            raise TypeError(f"alternate_poller must be a pike_core Poller, got {alternate_poller!r}")
+        self.poller: Poller = alternate_poller
+        self.socket: Optional[socket.socket] = None
+        self.addr: Address = None
+        self.connected = False
+        self.connecting = False
+        self.accepting = False
+        self.family_and_type: Optional[Tuple[int, int]] = None
+        self._fileno = -1
+        self._want_write = False
+        self._closed = False
+        self._close_notified = False
+        if sock is not None:
+            self.set_socket(sock)
+            try:
+                self.addr = sock.getpeername()
+                self.connected = True
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTCONN, errno.EINVAL):
+                    self.close()
+                    raise
+
+    # --- the socket -----------------------------------------------------------------
+
+    def create_socket(
+        self, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM  # noqa: A002 - the pike name
+    ) -> None:
+        """Create the non-blocking socket and register this transport with its poller.
+
+        :raises OSError: the OS refused the socket.
+        :raises RegistrationError: as :meth:`set_socket`; the new socket is closed.
+        """
+        sock = socket.socket(family, type)
+        try:
+            self.set_socket(sock)
+        except BaseException:
+            sock.close()
+            raise
+        self.family_and_type = (family, type)
+
+    def set_socket(self, sock: socket.socket) -> None:
+        """Adopt ``sock`` (made non-blocking) and register this transport with its poller.
+
+        On failure the transport is left without a socket and ``sock`` is not closed.
+
+        :raises TypeError: ``sock`` is not a socket.
+        :raises RegistrationError: this transport already has a socket, or the socket is
+            closed, or its descriptor is registered to another transport.
+        :raises CapacityError: the poller's backend cannot watch this descriptor.
+        :raises PollerClosedError: the poller is closed.
+        """
+        if not isinstance(sock, socket.socket):
+            raise TypeError(f"{self!r}: set_socket needs a socket.socket, got {sock!r}")
+        if self._fileno >= 0:
+            raise RegistrationError(self, f"{self!r} already has a socket; close it before giving it another")
+        sock.setblocking(False)
+        self._fileno = sock.fileno()
+        self.socket = sock
+        self._closed = False
+        self._close_notified = False
+        try:
+            self.poller.register(self)
+        except BaseException:
+            self._fileno = -1
+            self.socket = None
+            raise
+
+    def fileno(self) -> int:
+        """The socket's descriptor, or -1 once closed."""
+        return self._fileno
+
+    def _open_socket(self, what: str) -> socket.socket:
+        sock = self.socket
+        if sock is None or self._fileno < 0:
+            raise OSError(errno.EBADF, f"{what} on {self!r}: it has no open socket (closed, or create_socket() not called)")
+        return sock
+
+    # --- client side ----------------------------------------------------------------
+
+    def connect(self, address: Address) -> None:
+        """Begin connecting to ``address``; ``handle_connect`` follows once it succeeded.
+
+        A connect that fails later reaches ``handle_error`` (with the ``OSError`` as the
+        exception being handled), then ``handle_close``, and the transport is closed.
+
+        :raises OSError: the connect failed at once (for example a missing AF_UNIX
+            path); the transport is closed before this is raised.
+        """
+        sock = self._open_socket("connect()")
+        self.connected = False
+        self.connecting = True
+        err = sock.connect_ex(address)
+        if err in _CONNECT_PENDING:
+            self.addr = address
+            self.poller.defer_write(self)
+            return
+        if err in _CONNECT_DONE:
+            self.addr = address
+            self.handle_connect_event()
+            return
+        self.connecting = False
+        self.close()
+        raise OSError(err, f"connect to {address!r} failed: {os.strerror(err)}")
+
+    def _finish_connect(self) -> None:
+        sock = self.socket
+        assert sock is not None
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err == 0:
+            try:
+                sock.getpeername()
+            except OSError as exc:
+                if exc.errno != errno.ENOTCONN:
+                    raise
+                # Woken without a verdict yet (a spurious wake-up): keep waiting.
+                return
+            self.poller.write_delivered(self)
+            self.handle_connect_event()
+            return
+        self.connecting = False
+        try:
+            raise OSError(err, f"connect to {self.addr!r} failed: {os.strerror(err)}")
+        except OSError:
+            self._report_error()
+        self._peer_gone()
+        if not self._closed:
+            self.close()
+
+    def handle_connect_event(self) -> None:
+        """Called internally when the socket becomes connected."""
+        self.connected = True
+        self.connecting = False
+        self.handle_connect()
+
+    # --- server side ----------------------------------------------------------------
+
+    def set_reuse_addr(self) -> None:
+        """Let a listening address be reused at once after the previous owner closed."""
+        if sys.platform != "win32":
+            # On Windows SO_REUSEADDR lets another process steal the port; its default
+            # already allows rebinding after close.
+            self._open_socket("set_reuse_addr()").setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+    def bind(self, address: Address) -> None:
+        """Bind the socket to ``address``.  :raises OSError: as ``socket.bind``."""
+        self._open_socket("bind()").bind(address)
+        self.addr = self.socket.getsockname() if self.socket is not None else address
+
+    def listen(self, backlog: int = 128) -> None:
+        """Start accepting connections; each one reaches ``handle_accept``."""
+        self._open_socket("listen()").listen(backlog)
+        self.accepting = True
+
+    def accept(self) -> Optional[Tuple[socket.socket, Address]]:
+        """Accept one pending connection.
+
+        :returns: ``(socket, address)``, or None when none is pending any more.
+        :raises OSError: accept failed (for example EMFILE: out of descriptors).
+        """
+        try:
+            conn, addr = self._open_socket("accept()").accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return None
+        return conn, addr
+
+    def handle_accept(self) -> None:
+        """Called when connections are pending.  The default accepts them and gives each
+        to :meth:`handle_accepted`; one the poller cannot watch is refused and closed."""
+        for _ in range(_ACCEPTS_PER_EVENT):
+            if not self.accepting:
+                return
+            pair = self.accept()
+            if pair is None:
+                return
+            sock, addr = pair
+            try:
+                self.handle_accepted(sock, addr)
+            except CapacityError as exc:
+                logger.warning("pike_core: %s; refusing the connection from %r", exc, addr)
+                sock.close()
+
+    def handle_accepted(self, sock: socket.socket, addr: Address) -> None:
+        """Called with each accepted connection.  The default closes it."""
+        logger.warning("pike_core: %r has no handle_accepted; closing the connection from %r", self, addr)
+        sock.close()
+
+    # --- data -----------------------------------------------------------------------
+
+    def recv(self, bufsize: int) -> bytes:
+        """Receive at most ``bufsize`` bytes.
+
+        :returns: the bytes, or ``b""`` when none are available yet.  When the peer has
+            closed or reset the connection, ``handle_close`` is called (once) and ``b""``
+            returned.
+        :raises ValueError: ``bufsize`` is negative.
+        :raises OSError: the transport is closed, or an error that is not a disconnect.
+        """
+        sock = self._open_socket("recv()")
+        try:
+            data = sock.recv(bufsize if bufsize <= MAX_RECV else MAX_RECV)
+        except (BlockingIOError, InterruptedError):
+            return b""
+        except OSError as exc:
+            if exc.errno in _DISCONNECTED:
+                self._peer_gone()
+                return b""
+            raise
+        if not data and bufsize:
+            self._peer_gone()
+        return data
+
+    def send(self, data: bytes) -> int:
+        """Send as much of ``data`` as the socket takes now.
+
+        :returns: the number of bytes sent; 0 when the socket would block, in which case
+            exactly one ``handle_write`` follows once it can take more.  When the peer is
+            gone, ``handle_close`` is called (once) and 0 returned.
+        :raises OSError: the transport is closed, or an error that is not a disconnect.
+        """
+        sock = self._open_socket("send()")
+        try:
+            return sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            self.poller.defer_write(self)
+            return 0
+        except OSError as exc:
+            if exc.errno in _DISCONNECTED:
+                self._peer_gone()
+                return 0
+            raise
+
+    def shutdown(self, how: int = socket.SHUT_WR) -> None:
+        """Half-close: by default stop sending (the peer reads end of stream) while
+        still receiving.  :raises OSError: as ``socket.shutdown``."""
+        self._open_socket("shutdown()").shutdown(how)
+
+    def close(self) -> None:
+        """Unregister from the poller and close the socket.  Harmless when repeated."""
+        if self._closed:
+            return
+        self._closed = True
+        self.connected = self.connecting = self.accepting = False
+        self._want_write = False
+        if self._fileno >= 0 and self.poller.is_registered(self):
+            self.poller.unregister(self)
+        self._fileno = -1
+        if self.socket is not None:
+            self.socket.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    # --- dispatch (called by the poller) --------------------------------------------
+
+    def _handle_events(self, mask: int) -> None:
+        try:
+            if self.connecting:
+                self._finish_connect()
+                return
+            if mask & events.READ:
+                if self.accepting:
+                    self.handle_accept()
+                else:
+                    self.handle_read()
+            elif mask & events.READ_LIKE:
+                # An error or hang-up with nothing left to read: the peer is gone.
+                self._peer_gone()
+            if mask & events.WRITE and self._want_write:
+                self.poller.write_delivered(self)
+                self.handle_write()
+        except _PROPAGATE:
+            raise
+        except BaseException:
+            self._report_error()
+
+    def _peer_gone(self) -> None:
+        if not self._close_notified and not self._closed:
+            self._close_notified = True
+            self.handle_close()
+
+    def _report_error(self) -> None:
+        """Hand the exception being handled to ``handle_error``; if that raises too,
+        log both and close, so one broken transport never stops the poller."""
+        try:
+            self.handle_error()
+        except _PROPAGATE:
+            raise
+        except BaseException:
+            logger.error("pike_core: handle_error of %r raised; closing it", self, exc_info=True)
+            self.close()
+
+    # --- callbacks ------------------------------------------------------------------
+
+    def handle_connect(self) -> None:
+        """Callback: the connection is established."""
+
+    def handle_read(self) -> None:
+        """Callback: data (or end of stream) is available to :meth:`recv`."""
+
+    def handle_write(self) -> None:
+        """Callback: the socket can take more data (once per would-block or defer_write)."""
+
+    def handle_close(self) -> None:
+        """Callback: the peer closed or reset the connection, or a connect failed (after
+        ``handle_error``).  Called at most once.  The default closes the transport."""
+        self.close()
+
+    def handle_error(self) -> None:
+        """Callback, inside ``except``: a callback raised, or a connect failed
+        (``sys.exc_info()`` has the exception).  The default logs it, calls
+        ``handle_close`` (unless it was called already) and closes the transport."""
+        logger.error("pike_core: unhandled exception in %r; closing it", self, exc_info=True)
+        self._peer_gone()
+        self.close()
+
+    def __repr__(self) -> str:
+        state = (
+            "closed" if self._closed
+            else "listening" if self.accepting
+            else "connected" if self.connected
+            else "connecting" if self.connecting
+            else "idle"
+        )
+        return f"<{type(self).__name__} fd={self._fileno} {state} addr={self.addr!r}>"

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import TYPE_CHECKING, FrozenSet, Optional, Type
+from typing import FrozenSet, Optional, Type
 
-if TYPE_CHECKING:
-    from .poller import Poller
+from .poller import Poller
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,8 +35,6 @@ class BackendSpec:
             why), or ``poller`` names a module or class that does not exist.
         :raises TypeError: ``poller`` names something that is not a Poller subclass.
         """
-        from .poller import Poller
-
         module_name, sep, attr = self.poller.partition(":")
         if not sep or not module_name or not attr:
             raise TypeError(f"backend {self.name!r}: poller must be 'module:ClassName', got {self.poller!r}")
@@ -47,7 +44,9 @@ class BackendSpec:
         except AttributeError:
             raise ImportError(f"backend {self.name!r}: module {module_name!r} has no {attr!r}") from None
         if not (isinstance(cls, type) and issubclass(cls, Poller)):
-            raise TypeError(f"backend {self.name!r}: {self.poller!r} is {cls!r}, not a pike_core.Poller subclass")
+            raise TypeError(
+                f"backend {self.name!r}: {self.poller!r} is {cls!r}, not a pike_core.Poller subclass"
+            )
         return cls
 
 

@@ -38,7 +38,7 @@ def pike_choose_backend(
                 why = f"named by {source}={','.join(preference)}"
                 return Choice(status, why + (f" ({'; '.join(skipped)})" if skipped else ""))
         if len(preference) == 1 and preference[0] not in by_name:
-            raise UnknownBackendError(preference[0], sorted(by_name))
+            raise UnknownBackendError(preference[0], sorted(by_name), source)
         first = by_name.get(preference[0])
         raise BackendUnavailableError(
             preference[0],

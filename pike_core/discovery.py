@@ -103,7 +103,12 @@ class BackendRegistry:
             return BackendStatus(ep.name, dist, version, spec, problem=str(exc))
         except Exception as exc:
             return BackendStatus(
-                ep.name, dist, version, spec, problem=f"broken plugin: {type(exc).__name__}: {exc}", broken=True
+                ep.name,
+                dist,
+                version,
+                spec,
+                problem=f"broken plugin: {type(exc).__name__}: {exc}",
+                broken=True,
             )
         return BackendStatus(ep.name, dist, version, spec, poller_class)
 

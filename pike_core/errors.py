@@ -56,12 +56,11 @@ class UnknownBackendError(BackendError):
     :ivar installed: the names that are installed.
     """
 
-    def __init__(self, name: str, installed: Sequence[str]) -> None:
+    def __init__(self, name: str, installed: Sequence[str], source: str = "PIKE_POLLER") -> None:
         listed = ", ".join(installed) if installed else "none"
         super().__init__(
-            f"no poller backend named {name!r} is installed (installed: {listed}); "
-            "set PIKE_POLLER to one of the installed names or install the distribution "
-            "that provides it"
+            f"{source}: no poller backend named {name!r} is installed (installed: {listed}); "
+            "name one of the installed backends, or install the distribution that provides it"
         )
         self.name = name
         self.installed = tuple(installed)

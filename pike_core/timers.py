@@ -14,7 +14,7 @@ clock: Final = time.monotonic
 class TimerHandle:
     """What :meth:`Poller.call_later` returns; :meth:`cancel` stops the call."""
 
-    __slots__ = ("when", "_callback", "_args", "cancelled", "_queue")
+    __slots__ = ("_args", "_callback", "_queue", "cancelled", "when")
 
     def __init__(
         self,
@@ -50,7 +50,7 @@ class TimerHandle:
 class TimerQueue:
     """The timers of one poller; not thread-safe (it belongs to the loop's thread)."""
 
-    __slots__ = ("_heap", "_seq", "_cancelled")
+    __slots__ = ("_cancelled", "_heap", "_seq")
 
     def __init__(self) -> None:
         self._heap: List[Tuple[float, int, TimerHandle]] = []

@@ -13,9 +13,10 @@ import logging
 import os
 import socket
 import sys
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Tuple, Union
 
 from . import events
+from .discovery import default_poller
 from .errors import CapacityError, RegistrationError
 from .poller import Poller
 
@@ -45,8 +46,9 @@ _DISCONNECTED = frozenset(
 MAX_RECV = 1 << 20
 _ACCEPTS_PER_EVENT = 32
 
-AddressFamily = socket.AddressFamily
 Address = Any
+#: What :meth:`Transport.send` takes.
+Buffer = Union[bytes, bytearray, memoryview]
 
 
 class Transport:
@@ -65,25 +67,25 @@ class Transport:
     """
 
     __slots__ = (
-        "poller",
-        "socket",
+        "__dict__",
+        "__weakref__",
+        "_close_notified",
+        "_closed",
+        "_fileno",
+        "_want_write",
+        "accepting",
         "addr",
         "connected",
         "connecting",
-        "accepting",
         "family_and_type",
-        "_fileno",
-        "_want_write",
-        "_closed",
-        "_close_notified",
-        "__dict__",
-        "__weakref__",
+        "poller",
+        "socket",
     )
 
-    def __init__(self, alternate_poller: Optional[Poller] = None, sock: Optional[socket.socket] = None) -> None:
+    def __init__(
+        self, alternate_poller: Optional[Poller] = None, sock: Optional[socket.socket] = None
+    ) -> None:
         if alternate_poller is None:
-            from .discovery import default_poller
-
             alternate_poller = default_poller()
         elif not isinstance(alternate_poller, Poller):
             raise TypeError(f"alternate_poller must be a pike_core Poller, got {alternate_poller!r}")
@@ -111,7 +113,9 @@ class Transport:
     # --- the socket -----------------------------------------------------------------
 
     def create_socket(
-        self, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM  # noqa: A002 - the pike name
+        self,
+        family: int = socket.AF_INET,
+        type: int = socket.SOCK_STREAM,  # noqa: A002 - the pike name
     ) -> None:
         """Create the non-blocking socket and register this transport with its poller.
 
@@ -160,7 +164,10 @@ class Transport:
     def _open_socket(self, what: str) -> socket.socket:
         sock = self.socket
         if sock is None or self._fileno < 0:
-            raise OSError(errno.EBADF, f"{what} on {self!r}: it has no open socket (closed, or create_socket() not called)")
+            raise OSError(
+                errno.EBADF,
+                f"{what} on {self!r}: it has no open socket (closed, or create_socket() not called)",
+            )
         return sock
 
     # --- client side ----------------------------------------------------------------
@@ -297,7 +304,7 @@ class Transport:
             self._peer_gone()
         return data
 
-    def send(self, data: bytes) -> int:
+    def send(self, data: Buffer) -> int:
         """Send as much of ``data`` as the socket takes now.
 
         :returns: the number of bytes sent; 0 when the socket would block, in which case
@@ -405,10 +412,14 @@ class Transport:
 
     def __repr__(self) -> str:
         state = (
-            "closed" if self._closed
-            else "listening" if self.accepting
-            else "connected" if self.connected
-            else "connecting" if self.connecting
+            "closed"
+            if self._closed
+            else "listening"
+            if self.accepting
+            else "connected"
+            if self.connected
+            else "connecting"
+            if self.connecting
             else "idle"
         )
         return f"<{type(self).__name__} fd={self._fileno} {state} addr={self.addr!r}>"

@@ -6,6 +6,7 @@ backends cover, ``select()`` on Windows included, which only watches sockets.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from typing import Final, final
 
@@ -16,7 +17,7 @@ _DRAIN_SIZE: Final = 4096
 class Waker:
     """Registered with a poller like a transport; :meth:`wake` makes its read end readable."""
 
-    __slots__ = ("_rsock", "_wsock", "_fileno", "_want_write")
+    __slots__ = ("_fileno", "_rsock", "_want_write", "_wsock")
 
     def __init__(self) -> None:
         self._rsock, self._wsock = socket.socketpair()
@@ -30,12 +31,10 @@ class Waker:
 
     def wake(self) -> None:
         """Make the next (or the current) OS wait return.  Safe from any thread."""
-        try:
+        # A full buffer holds earlier wake-ups nobody has drained yet: the poller is
+        # already bound to wake, so this one is not needed.
+        with contextlib.suppress(BlockingIOError):
             self._wsock.send(b"\0")
-        except BlockingIOError:
-            # The buffer is full of earlier wake-ups that nobody has drained yet: the
-            # poller is already bound to wake, so this one is not needed.
-            pass
 
     def _handle_events(self, mask: int) -> None:
         try:

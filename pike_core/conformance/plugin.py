@@ -50,7 +50,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     statuses = _selected(metafunc.config)
     if not statuses:
-        raise pytest.UsageError("no pike poller backend is installed: install pike-epoll, pike-poll or pike-select")
+        raise pytest.UsageError(
+            "no pike poller backend is installed: install pike-epoll, pike-poll or pike-select"
+        )
     metafunc.parametrize("pike_backend", statuses, ids=[s.name for s in statuses], indirect=True)
 
 

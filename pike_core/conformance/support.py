@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import socket
 import sys
@@ -14,7 +15,9 @@ from pike_core import Poller, Transport
 DEADLINE = 10.0
 
 
-def run_until(poller: Poller, condition: Callable[[], bool], timeout: float = DEADLINE, what: str = "") -> None:
+def run_until(
+    poller: Poller, condition: Callable[[], object], timeout: float = DEADLINE, what: str = ""
+) -> None:
     """Poll until ``condition()`` holds; fail the test after ``timeout`` seconds."""
     end = time.monotonic() + timeout
     while not condition():
@@ -110,10 +113,7 @@ def connected_pair(family: int = socket.AF_INET) -> Tuple[socket.socket, socket.
 def open_descriptor_count() -> int:
     """How many descriptors (handles, on Windows) this process holds open."""
     if sys.platform == "win32":
-        import ctypes
-        from ctypes import wintypes
-
-        count = wintypes.DWORD()
+        count = ctypes.c_ulong()
         kernel32 = ctypes.WinDLL("kernel32")  # type: ignore[attr-defined,unused-ignore]
         if not kernel32.GetProcessHandleCount(kernel32.GetCurrentProcess(), ctypes.byref(count)):
             raise OSError("GetProcessHandleCount failed")

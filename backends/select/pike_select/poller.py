@@ -27,7 +27,9 @@ from pike_core import CapacityError, Poller, events
 _WINDOWS: Final = sys.platform == "win32"
 #: The fd_set size CPython's select module is built with on this platform.
 FD_SETSIZE: Final = 512 if _WINDOWS else 1024
-_ADVICE: Final = "use a backend without this limit (PIKE_POLLER=" + ("iocp" if _WINDOWS else "epoll or poll") + ")"
+_ADVICE: Final = (
+    "use a backend without this limit (PIKE_POLLER=" + ("iocp" if _WINDOWS else "epoll or poll") + ")"
+)
 
 
 class SelectPoller(Poller):
@@ -42,7 +44,9 @@ class SelectPoller(Poller):
     def os_register(self, fd: int, mask: int) -> None:
         if _WINDOWS:
             if len(self._readers) >= FD_SETSIZE:
-                raise CapacityError(None, f"select() watches at most {FD_SETSIZE} sockets on Windows; {_ADVICE}")
+                raise CapacityError(
+                    None, f"select() watches at most {FD_SETSIZE} sockets on Windows; {_ADVICE}"
+                )
         elif fd >= FD_SETSIZE:
             raise CapacityError(
                 None, f"select() cannot watch descriptor {fd} (FD_SETSIZE is {FD_SETSIZE}); {_ADVICE}"
@@ -62,7 +66,9 @@ class SelectPoller(Poller):
 
     def os_wait(self, timeout: Optional[float]) -> Iterable[Tuple[int, int]]:
         writers = self._writers
-        readable, writable, failed = select.select(self._readers, writers, writers if _WINDOWS else (), timeout)
+        readable, writable, failed = select.select(
+            self._readers, writers, writers if _WINDOWS else (), timeout
+        )
         if not writable and not failed:
             return [(fd, events.READ) for fd in readable]
         masks: Dict[int, int] = dict.fromkeys(readable, events.READ)

@@ -1,0 +1,240 @@
+"""Discovery and choice through real importlib.metadata entry points.
+
+Each test writes real distributions (a ``.dist-info`` with ``entry_points.txt`` and the
+plugin's modules) into a temporary folder on ``sys.path``, under an entry point group of
+its own so the installed backends stay out of the way.
+"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Dict
+
+import pytest
+
+from pike_core import (
+    BackendRegistry,
+    BackendUnavailableError,
+    NoBackendError,
+    UnknownBackendError,
+)
+
+_serial = itertools.count()
+
+GOOD_PLUGIN = """
+from pike_core import BackendSpec, hookimpl
+
+@hookimpl
+def pike_poller_backend():
+    return BackendSpec(name="{name}", poller="{pkg}.poller:Impl", priority={priority})
+"""
+GOOD_POLLER = """
+from pike_select.poller import SelectPoller
+
+class Impl(SelectPoller):
+    name = "{name}"
+"""
+ELSEWHERE_POLLER = """
+raise ImportError("needs the Plan 9 rio interface, which this platform lacks")
+"""
+
+
+class Site:
+    """A folder on sys.path holding throw-away distributions for one entry point group."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.group = f"pike.test{next(_serial)}"
+
+    def add(
+        self, name: str, plugin: str, poller: str = GOOD_POLLER, priority: int = 50, value: str = ""
+    ) -> str:
+        pkg = f"pikeplug_{name}_{next(_serial)}"
+        folder = self.root / pkg
+        folder.mkdir()
+        fmt: Dict[str, object] = {"name": name, "pkg": pkg, "priority": priority}
+        (folder / "__init__.py").write_text("")
+        (folder / "plugin.py").write_text(textwrap.dedent(plugin).format(**fmt))
+        (folder / "poller.py").write_text(textwrap.dedent(poller).format(**fmt))
+        dist_info = self.root / f"{pkg}-1.0.dist-info"
+        dist_info.mkdir()
+        (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {pkg}\nVersion: 1.0\n")
+        (dist_info / "entry_points.txt").write_text(f"[{self.group}]\n{name} = {value or pkg + '.plugin'}\n")
+        return pkg
+
+    def registry(self) -> BackendRegistry:
+        return BackendRegistry(self.group)
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Site:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("PIKE_POLLER", raising=False)
+    return Site(tmp_path)
+
+
+def test_found_through_entry_points_with_distribution_and_version(site: Site) -> None:
+    pkg = site.add("alpha", GOOD_PLUGIN)
+    [status] = site.registry().backends()
+    assert status.name == "alpha"
+    assert status.usable
+    assert status.distribution == pkg
+    assert status.version == "1.0"
+    poller = site.registry().new_poller()
+    try:
+        assert poller.name == "alpha"
+    finally:
+        poller.close()
+
+
+def test_highest_priority_usable_wins_by_default(site: Site) -> None:
+    site.add("low", GOOD_PLUGIN, priority=1)
+    site.add("high", GOOD_PLUGIN, priority=9)
+    site.add("higher_elsewhere", GOOD_PLUGIN, ELSEWHERE_POLLER, priority=99)
+    choice = site.registry().choose()
+    assert choice.backend.name == "high"
+    assert "priority" in choice.reason
+
+
+def test_unknown_name_lists_installed(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    site.add("alpha", GOOD_PLUGIN)
+    site.add("beta", GOOD_PLUGIN)
+    monkeypatch.setenv("PIKE_POLLER", "gamma")
+    with pytest.raises(UnknownBackendError, match=r"'gamma'.*installed: alpha, beta") as info:
+        site.registry().choose()
+    assert info.value.installed == ("alpha", "beta")
+
+
+def test_unusable_backend_says_why_and_what_to_do(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    site.add("plan9", GOOD_PLUGIN, ELSEWHERE_POLLER)
+    site.add("alpha", GOOD_PLUGIN)
+    [_alpha, plan9] = site.registry().backends()
+    assert not plan9.usable
+    assert not plan9.broken
+    assert "Plan 9" in (plan9.problem or "")
+    monkeypatch.setenv("PIKE_POLLER", "plan9")
+    with pytest.raises(BackendUnavailableError, match=r"Plan 9.*Usable here: alpha"):
+        site.registry().choose()
+
+
+def test_preference_list_falls_back_to_first_usable(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    site.add("plan9", GOOD_PLUGIN, ELSEWHERE_POLLER)
+    site.add("alpha", GOOD_PLUGIN, priority=1)
+    site.add("beta", GOOD_PLUGIN, priority=2)
+    monkeypatch.setenv("PIKE_POLLER", " missing, plan9 ,alpha,beta")
+    choice = site.registry().choose()
+    assert choice.backend.name == "alpha"
+    assert "'missing' is not installed" in choice.reason
+    assert "'plan9' cannot run here" in choice.reason
+
+
+BROKEN_PLUGINS = {
+    "import_error": (
+        "raise RuntimeError('plugin module crashed on import')",
+        "plugin module crashed on import",
+    ),
+    "failing_hook": (
+        "from pike_core import hookimpl\n@hookimpl\ndef pike_poller_backend():\n"
+        "    raise OSError('hook failed')\n",
+        "hook raised OSError: hook failed",
+    ),
+    "wrong_type": (
+        "from pike_core import hookimpl\n@hookimpl\ndef pike_poller_backend():\n    return {{'name': 'x'}}\n",
+        "not a pike_core.BackendSpec",
+    ),
+    "bad_signature": (
+        "from pike_core import hookimpl\n@hookimpl\ndef pike_poller_backend(nonsense):\n    return None\n",
+        "does not match the pike hooks",
+    ),
+    "no_hook": ("VALUE = 1\n", "does not implement the pike_poller_backend hook"),
+    "wrong_name": (GOOD_PLUGIN.replace('name="{name}"', 'name="other"'), "calls itself 'other'"),
+    "not_a_poller": (
+        GOOD_PLUGIN,
+        "not a pike_core.Poller subclass",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BROKEN_PLUGINS))
+def test_broken_plugin_is_listed_and_others_work(site: Site, kind: str) -> None:
+    plugin, expected = BROKEN_PLUGINS[kind]
+    poller = "class Impl:\n    pass\n" if kind == "not_a_poller" else GOOD_POLLER
+    site.add("aaa_broken", plugin, poller, priority=100)
+    site.add("good", GOOD_PLUGIN)
+    registry = site.registry()
+    broken, good = registry.backends()
+    assert broken.broken
+    assert not broken.usable
+    assert expected in (broken.problem or "")
+    assert good.usable
+    assert registry.choose().backend.name == "good"
+
+
+def test_missing_entry_point_target_is_broken_not_fatal(site: Site) -> None:
+    site.add("ghost", GOOD_PLUGIN, value="no_such_module_anywhere.plugin")
+    site.add("good", GOOD_PLUGIN)
+    ghost, good = site.registry().backends()
+    assert ghost.broken
+    assert "no_such_module_anywhere" in (ghost.problem or "")
+    assert good.usable
+
+
+def test_no_backend_installed_names_the_distributions(site: Site) -> None:
+    with pytest.raises(NoBackendError, match=r"pike-epoll.*pike-select"):
+        site.registry().choose()
+
+
+def test_only_unusable_backends_says_why_and_what_to_install(site: Site) -> None:
+    site.add("plan9", GOOD_PLUGIN, ELSEWHERE_POLLER)
+    with pytest.raises(NoBackendError, match=r"Plan 9.*install one that can"):
+        site.registry().choose()
+
+
+def test_environment_cannot_import_arbitrary_modules(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    site.add("alpha", GOOD_PLUGIN)
+    monkeypatch.setenv("PIKE_POLLER", "os:system")
+    before = set(sys.modules)
+    with pytest.raises(UnknownBackendError):
+        site.registry().choose()
+    assert not {m for m in set(sys.modules) - before if m.startswith("os")}
+
+
+def test_discovery_is_lazy(site: Site) -> None:
+    pkg = site.add("alpha", GOOD_PLUGIN)
+    registry = site.registry()
+    assert f"{pkg}.plugin" not in sys.modules
+    registry.backends()
+    assert f"{pkg}.plugin" in sys.modules
+
+
+def _cli(*args: str, env_poller: str) -> subprocess.CompletedProcess[str]:
+    import os
+
+    env = dict(os.environ, PIKE_POLLER=env_poller)
+    return subprocess.run(
+        [sys.executable, "-m", "pike_core", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_cli_with_unknown_poller_exits_nonzero_listing_installed() -> None:
+    result = _cli("demo", env_poller="nonsense")
+    assert result.returncode != 0
+    assert "'nonsense'" in result.stderr
+    assert "installed: epoll, poll, select" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_cli_lists_backends_and_choice() -> None:
+    result = _cli("list", env_poller="poll")
+    assert result.returncode == 0, result.stderr
+    assert "*poll" in result.stdout
+    assert "named by PIKE_POLLER=poll" in result.stdout

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Set-up and checks for a fresh clone, with nothing but a Python 3.9+ on the machine.
+
+    python3 dev.py demo    set everything up, then list the backends and run the echo demo
+    python3 dev.py test    set everything up, then run every check CI runs
+
+Everything goes into virtual environments inside the clone (``.venv`` for the main
+interpreter, ``.venv-3.9`` / ``.venv-3.13`` for the oldest and newest supported ones);
+they are rebuilt when a ``pyproject.toml`` changes.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+ROOT = Path(__file__).resolve().parent
+BACKENDS = ["select", "poll", "epoll"]
+#: The oldest and newest supported Pythons: CI proves they import and pass conformance.
+EDGE_PYTHONS = ["3.9", "3.13"]
+XDIST_WORKERS = os.environ.get("PIKE_TEST_WORKERS", "2")
+
+
+def say(message: str) -> None:
+    print(f"\n=== {message}", flush=True)
+
+
+def run(args: Sequence[object], cwd: Path = ROOT) -> int:
+    print("$ " + " ".join(str(a) for a in args), flush=True)
+    return subprocess.call([str(a) for a in args], cwd=cwd)
+
+
+def projects() -> List[Path]:
+    return [ROOT] + [ROOT / "backends" / name for name in BACKENDS]
+
+
+def stamp_of(python: str, extras: str, editable: bool) -> str:
+    """What the environment was built from: with a copy (not an editable) install, the
+    sources too, since the installed copy goes stale when they change."""
+    digest = hashlib.sha256(f"{python} {extras} {editable}".encode())
+    for project in projects():
+        digest.update((project / "pyproject.toml").read_bytes())
+        if not editable:
+            for package in sorted(project.glob("pike_*")):
+                for source in sorted(package.rglob("*")):
+                    if source.is_file() and "__pycache__" not in source.parts:
+                        digest.update(str(source.relative_to(ROOT)).encode() + source.read_bytes())
+    return digest.hexdigest()
+
+
+def venv(folder: str, python: str, extras: str, editable: bool = True) -> Path:
+    """A virtual environment with pike-core and the backends installed (reused if current)."""
+    path = ROOT / folder
+    bindir = path / ("Scripts" if os.name == "nt" else "bin")
+    stamp_file = path / ".pike-stamp"
+    stamp = stamp_of(python, extras, editable)
+    if stamp_file.exists() and stamp_file.read_text() == stamp:
+        return bindir
+    say(f"setting up {folder} with {python}")
+    if path.exists():
+        shutil.rmtree(path)
+    if subprocess.call([python, "-m", "venv", str(path)]) != 0:
+        raise SystemExit(f"dev.py: could not create a virtual environment with {python}")
+    pip = [str(bindir / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    targets: List[str] = []
+    for project in projects():
+        spec = str(project) + (extras if project == ROOT else "")
+        targets += ["-e", spec] if editable else [spec]
+    if run([*pip, *targets]) != 0:
+        raise SystemExit(f"dev.py: installing into {folder} failed (see pip's output above)")
+    stamp_file.write_text(stamp)
+    return bindir
+
+
+def find_python(version: str) -> str:
+    """An interpreter of ``version``: on PATH, or under pyenv."""
+    found = shutil.which(f"python{version}")
+    candidates = [found] if found else []
+    pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    candidates += sorted(glob.glob(f"{pyenv_root}/versions/{version}.*/bin/python{version}"), reverse=True)
+    for candidate in candidates:
+        if candidate and subprocess.call([candidate, "-c", "import venv"], stderr=subprocess.DEVNULL) == 0:
+            return candidate
+    raise SystemExit(
+        f"dev.py: Python {version} is needed to prove pike-core supports it, and none was found "
+        f"(looked for python{version} on PATH and under {pyenv_root}/versions); install it, "
+        f"for example with: pyenv install {version}"
+    )
+
+
+def main_venv() -> Path:
+    return venv(".venv", sys.executable, "[dev]")
+
+
+def cmd_demo(argv: Sequence[str]) -> int:
+    bindir = main_venv()
+    say("pike-core: backends, then the echo demo on the chosen one")
+    return run([bindir / "pike-core", *argv])
+
+
+def check_lint(bindir: Path) -> int:
+    return (
+        run([bindir / "ruff", "check", "."])
+        or run([bindir / "ruff", "format", "--check", "."])
+        or run([bindir / "mypy"])
+    )
+
+
+def check_suite(bindir: Path) -> int:
+    return run([bindir / "python", "-m", "pytest", "-n", XDIST_WORKERS, "-q", "-rs"])
+
+
+def check_edge_pythons(_: Path) -> int:
+    for version in EDGE_PYTHONS:
+        bindir = venv(f".venv-{version}", find_python(version), "[test]", editable=False)
+        say(f"Python {version}: import every package, then the conformance suite on every backend")
+        imports = (
+            "import pike_core, "
+            + ", ".join(f"pike_{b}" for b in BACKENDS)
+            + "; import sys; print(sys.version)"
+        )
+        # From outside the clone, so what is tested is the installed packages, not the sources.
+        outside = bindir.parent
+        status = run([bindir / "python", "-c", imports], cwd=outside) or run(
+            [
+                bindir / "python",
+                "-m",
+                "pytest",
+                "--pyargs",
+                "pike_core.conformance",
+                "-n",
+                XDIST_WORKERS,
+                "-q",
+                "-rs",
+                "-p",
+                "no:cacheprovider",
+            ],
+            cwd=outside,
+        )
+        if status:
+            return status
+    return 0
+
+
+CHECKS: Dict[str, Callable[[Path], int]] = {
+    "ruff and mypy": check_lint,
+    "test suite (core, discovery, conformance on every backend)": check_suite,
+    f"oldest and newest Python ({', '.join(EDGE_PYTHONS)})": check_edge_pythons,
+}
+
+
+def cmd_test(argv: Sequence[str]) -> int:
+    bindir = main_venv()
+    results: List[tuple[str, int, float]] = []
+    for name, check in CHECKS.items():
+        if argv and not any(word in name for word in argv):
+            continue
+        say(name)
+        start = time.monotonic()
+        status = check(bindir)
+        results.append((name, status, time.monotonic() - start))
+    say("summary")
+    for name, status, seconds in results:
+        print(f"{'ok    ' if status == 0 else 'FAILED'} {seconds:7.1f} s  {name}")
+    return 0 if all(status == 0 for _, status, _ in results) else 1
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    commands = {"demo": cmd_demo, "test": cmd_test}
+    if not args or args[0] not in commands:
+        print(__doc__)
+        return 2
+    return commands[args[0]](args[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -29,6 +29,7 @@ from .errors import (
     PollerClosedError,
     RegistrationError,
     UnknownBackendError,
+    WriteBufferFullError,
 )
 from .hookspecs import hookimpl, hookspec
 from .poller import Poller
@@ -53,6 +54,7 @@ __all__ = [
     "TimerHandle",
     "Transport",
     "UnknownBackendError",
+    "WriteBufferFullError",
     "available_backends",
     "choose_backend",
     "default_poller",

@@ -45,6 +45,18 @@ class CapacityError(RegistrationError):
     """
 
 
+class WriteBufferFullError(PikeError, BufferError):
+    """:meth:`Transport.write` would take the transport's buffer past its
+    ``write_limit``: the peer is not reading fast enough.  Nothing was queued.
+
+    :ivar transport: the transport whose buffer is full.
+    """
+
+    def __init__(self, transport: object, message: str) -> None:
+        super().__init__(message)
+        self.transport = transport
+
+
 class BackendError(PikeError, LookupError):
     """No poller backend could be chosen.  The message says what to install or set."""
 

@@ -17,7 +17,7 @@ from typing import Any, Optional, Tuple, Union
 
 from . import events
 from .discovery import default_poller
-from .errors import CapacityError, RegistrationError
+from .errors import CapacityError, RegistrationError, WriteBufferFullError
 from .poller import Poller
 
 logger = logging.getLogger("pike_core")
@@ -45,6 +45,10 @@ _DISCONNECTED = frozenset(
 #: allocate a buffer the kernel cannot fill); it may return fewer bytes in any case.
 MAX_RECV = 1 << 20
 _ACCEPTS_PER_EVENT = 32
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+#: Seconds accepting pauses after the first EMFILE (doubling while it lasts), and at most.
+MIN_ACCEPT_BACKOFF = 0.05
+MAX_ACCEPT_BACKOFF = 1.0
 
 Address = Any
 #: What :meth:`Transport.send` takes.
@@ -69,10 +73,14 @@ class Transport:
     __slots__ = (
         "__dict__",
         "__weakref__",
+        "_accept_backoff",
         "_close_notified",
+        "_close_when_flushed",
         "_closed",
+        "_drain_wanted",
         "_fileno",
         "_want_write",
+        "_wbuf",
         "accepting",
         "addr",
         "connected",
@@ -100,6 +108,10 @@ class Transport:
         self._want_write = False
         self._closed = False
         self._close_notified = False
+        self._accept_backoff = 0.0
+        self._wbuf = bytearray()
+        self._drain_wanted = False
+        self._close_when_flushed = False
         if sock is not None:
             self.set_socket(sock)
             try:
@@ -249,14 +261,48 @@ class Transport:
     def accept(self) -> Optional[Tuple[socket.socket, Address]]:
         """Accept one pending connection.
 
-        :returns: ``(socket, address)``, or None when none is pending any more.
-        :raises OSError: accept failed (for example EMFILE: out of descriptors).
+        When the process (or system) is out of descriptors or memory, the pending
+        connections stay queued in the kernel: the listener stops being watched, which
+        keeps a level-triggered poller from spinning on it, ``handle_accept_error`` is
+        called, and accepting resumes after a back-off that doubles up to
+        :data:`MAX_ACCEPT_BACKOFF` seconds while the condition lasts.
+
+        :returns: ``(socket, address)``, or None when none is pending (or accepting
+            is paused).
+        :raises OSError: accept failed for another reason.
         """
         try:
             conn, addr = self._open_socket("accept()").accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return None
+        except OSError as exc:
+            if exc.errno not in _OUT_OF_RESOURCES:
+                raise
+            self._pause_accepting(exc)
+            return None
+        self._accept_backoff = 0.0
         return conn, addr
+
+    def _pause_accepting(self, exc: OSError) -> None:
+        self._accept_backoff = min(max(self._accept_backoff * 2, MIN_ACCEPT_BACKOFF), MAX_ACCEPT_BACKOFF)
+        if self.poller.is_registered(self):
+            self.poller.unregister(self)
+            self.poller.call_later(self._accept_backoff, self._resume_accepting)
+        self.handle_accept_error(exc)
+
+    def _resume_accepting(self) -> None:
+        if not self._closed and not self.poller.closed:
+            self.poller.register(self)
+
+    def handle_accept_error(self, exc: OSError) -> None:
+        """Callback: ``accept`` failed for lack of descriptors or memory and accepting
+        is paused for a while (see :meth:`accept`).  The default logs a warning."""
+        logger.warning(
+            "pike_core: %r cannot accept (%s); pending connections wait, retrying in %.2f s",
+            self,
+            exc,
+            self._accept_backoff,
+        )
 
     def handle_accept(self) -> None:
         """Called when connections are pending.  The default accepts them and gives each
@@ -324,18 +370,97 @@ class Transport:
                 return 0
             raise
 
+    # --- buffered writing ---------------------------------------------------------
+
+    #: :meth:`write` returns False once more than this many bytes wait to be sent...
+    write_high_water = 64 * 1024
+    #: ...and ``handle_drain`` follows when they are down to this many.
+    write_low_water = 16 * 1024
+    #: :meth:`write` refuses data that would make more than this many bytes wait.
+    write_limit = 1024 * 1024
+
+    def write(self, data: Buffer) -> bool:
+        """Send ``data``, keeping what the socket cannot take now in a bounded buffer
+        that is sent as the socket drains.  Do not mix with :meth:`send` on one transport.
+
+        :returns: True while the waiting bytes are at most ``write_high_water``; False
+            above it, and ``handle_drain`` follows once they are down to
+            ``write_low_water``.  False too when the peer is gone (``handle_close`` was
+            called and nothing can be delivered any more).
+        :raises WriteBufferFullError: the waiting bytes would exceed ``write_limit``;
+            none of ``data`` was taken.
+        :raises OSError: the transport is closed.
+        """
+        self._open_socket("write()")
+        view = memoryview(data)
+        buf = self._wbuf
+        if len(buf) + view.nbytes > self.write_limit:
+            raise WriteBufferFullError(
+                self,
+                f"{self!r}: write of {view.nbytes} bytes refused: {len(buf)} bytes already wait for a "
+                f"peer that is not reading and the limit is {self.write_limit} (write_limit); "
+                "wait for handle_drain before writing more",
+            )
+        if not buf:
+            sent = self.send(view)
+            if sent == view.nbytes:
+                return True
+            view = view[sent:]
+        if self._closed:
+            return False
+        buf += view
+        if not self._want_write:
+            self.poller.defer_write(self)
+        if len(buf) > self.write_high_water:
+            self._drain_wanted = True
+            return False
+        return True
+
+    @property
+    def write_buffer_size(self) -> int:
+        """Bytes given to :meth:`write` that the socket has not taken yet."""
+        return len(self._wbuf)
+
+    def close_when_done(self) -> None:
+        """Close once every byte given to :meth:`write` has been sent."""
+        if self._wbuf:
+            self._close_when_flushed = True
+        else:
+            self.close()
+
+    def _flush(self) -> None:
+        buf = self._wbuf
+        sent = self.send(buf)
+        if self._closed:
+            return
+        if sent:
+            del buf[:sent]
+            if buf and not self._want_write:
+                self.poller.defer_write(self)
+        if not buf and self._close_when_flushed:
+            self.close()
+        elif self._drain_wanted and len(buf) <= self.write_low_water:
+            self._drain_wanted = False
+            self.handle_drain()
+
+    def handle_drain(self) -> None:
+        """Callback: after :meth:`write` returned False, the waiting bytes are down to
+        ``write_low_water``; write more."""
+
     def shutdown(self, how: int = socket.SHUT_WR) -> None:
         """Half-close: by default stop sending (the peer reads end of stream) while
         still receiving.  :raises OSError: as ``socket.shutdown``."""
         self._open_socket("shutdown()").shutdown(how)
 
     def close(self) -> None:
-        """Unregister from the poller and close the socket.  Harmless when repeated."""
+        """Unregister from the poller and close the socket at once, dropping anything
+        :meth:`write` still holds (see :meth:`close_when_done`).  Harmless when repeated."""
         if self._closed:
             return
         self._closed = True
         self.connected = self.connecting = self.accepting = False
         self._want_write = False
+        self._wbuf.clear()
         if self._fileno >= 0 and self.poller.is_registered(self):
             self.poller.unregister(self)
         self._fileno = -1
@@ -364,7 +489,10 @@ class Transport:
                 self._peer_gone()
             if mask & events.WRITE and self._want_write:
                 self.poller.write_delivered(self)
-                self.handle_write()
+                if self._wbuf:
+                    self._flush()
+                else:
+                    self.handle_write()
         except _PROPAGATE:
             raise
         except BaseException:

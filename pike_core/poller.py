@@ -13,7 +13,9 @@ import abc
 import collections
 import logging
 import math
+import os
 import threading
+import weakref
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -88,6 +90,7 @@ class Poller(abc.ABC):
         self._waker = Waker()
         self.os_register(self._waker._fileno, events.READ)
         self._map[self._waker._fileno] = self._waker
+        _live_pollers.add(self)
 
     # --- the OS primitives a backend implements -----------------------------------
 
@@ -393,6 +396,23 @@ class Poller(abc.ABC):
 
     # --- lifetime -------------------------------------------------------------------
 
+    def _reopen_after_fork(self) -> None:
+        """In a child process: take a private OS object and waker, with the same interest.
+
+        After ``fork()`` the child shares the parent's epoll descriptor and waker sockets
+        (a kqueue is not inherited at all); changing interest or waking through them would
+        disturb the parent.  Dropping the child's copies leaves the parent untouched.
+        """
+        old = self._waker
+        del self._map[old._fileno]
+        self.os_open()
+        self._waker = Waker()
+        old.close()
+        for fd, channel in self._map.items():
+            self.os_register(fd, events.READ | events.WRITE if channel._want_write else events.READ)
+        self.os_register(self._waker._fileno, events.READ)
+        self._map[self._waker._fileno] = self._waker
+
     @property
     def closed(self) -> bool:
         return self._closed
@@ -431,3 +451,23 @@ class Poller(abc.ABC):
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._map) - 1} transports"
         return f"<{type(self).__name__} {self.name!r} {state}>"
+
+
+_live_pollers: weakref.WeakSet[Poller] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for poller in list(_live_pollers):
+        if poller.closed:
+            continue
+        try:
+            poller._reopen_after_fork()
+        except Exception:
+            # Nothing can propagate out of a fork hook: make the poller refuse use with
+            # a clear error rather than let the child share the parent's OS object.
+            logger.exception("pike_core: %r could not be re-created after fork(); it is closed", poller)
+            poller._closed = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -22,9 +22,22 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parent
-BACKENDS = ["select", "poll", "epoll"]
+BACKENDS = ["select", "poll", "epoll", "kqueue"]
+
+
+def names(value: Optional[str]) -> List[str]:
+    """``"a, b"`` -> ``["a", "b"]``; unset or blank -> ``[]``."""
+    return [name.strip() for name in (value or "").split(",") if name.strip()]
+
+
 #: The oldest and newest supported Pythons: CI proves they import and pass conformance.
-EDGE_PYTHONS = ["3.9", "3.13"]
+#: PIKE_EDGE_PYTHONS narrows them (a CI job checks the one it runs on).
+EDGE_PYTHONS = names(os.environ.get("PIKE_EDGE_PYTHONS")) or ["3.9", "3.13"]
+#: PIKE_TEST_BACKENDS names the backends that must be usable here, and the conformance
+#: suite runs on those only (CI: "kqueue,poll,select" on macOS).  Unset: every installed
+#: backend, those that cannot run here reported as skipped.
+TEST_BACKENDS = names(os.environ.get("PIKE_TEST_BACKENDS"))
+POLLER_ARGS = ["--pike-poller", ",".join(TEST_BACKENDS)] if TEST_BACKENDS else []
 XDIST_WORKERS = os.environ.get("PIKE_TEST_WORKERS", "2")
 
 
@@ -80,7 +93,10 @@ def venv(folder: str, python: str, extras: str, editable: bool = True) -> Path:
 
 
 def find_python(version: str) -> str:
-    """An interpreter of ``version``: on PATH, or under pyenv."""
+    """An interpreter of ``version``: this one, on PATH, or under pyenv."""
+    if version == f"{sys.version_info[0]}.{sys.version_info[1]}":
+        # Windows has no pythonX.Y on PATH.
+        return sys.executable
     found = shutil.which(f"python{version}")
     candidates = [found] if found else []
     pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
@@ -110,11 +126,22 @@ def check_lint(bindir: Path) -> int:
         run([bindir / "ruff", "check", "."])
         or run([bindir / "ruff", "format", "--check", "."])
         or run([bindir / "mypy"])
+        # The kqueue module is skipped by a Linux check (its select stubs have no kqueue).
+        or run([bindir / "mypy", "--platform", "darwin", ROOT / "backends" / "kqueue" / "pike_kqueue"])
     )
 
 
+def check_backends(bindir: Path) -> int:
+    """Each backend of PIKE_TEST_BACKENDS can run here: the suite would only skip it."""
+    for name in TEST_BACKENDS:
+        status = run([bindir / "python", "-m", "pike_core", "--poller", name, "list"])
+        if status:
+            return status
+    return 0
+
+
 def check_suite(bindir: Path) -> int:
-    return run([bindir / "python", "-m", "pytest", "-n", XDIST_WORKERS, "-q", "-rs"])
+    return run([bindir / "python", "-m", "pytest", "-n", XDIST_WORKERS, "-q", "-rs", *POLLER_ARGS])
 
 
 def check_edge_pythons(_: Path) -> int:
@@ -141,6 +168,7 @@ def check_edge_pythons(_: Path) -> int:
                 "-rs",
                 "-p",
                 "no:cacheprovider",
+                *POLLER_ARGS,
             ],
             cwd=outside,
         )
@@ -150,6 +178,9 @@ def check_edge_pythons(_: Path) -> int:
 
 
 CHECKS: Dict[str, Callable[[Path], int]] = {
+    f"backends that must run here ({', '.join(TEST_BACKENDS) or 'PIKE_TEST_BACKENDS unset'})": (
+        check_backends
+    ),
     "ruff and mypy": check_lint,
     "test suite (core, discovery, conformance on every backend)": check_suite,
     f"oldest and newest Python ({', '.join(EDGE_PYTHONS)})": check_edge_pythons,

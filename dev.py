@@ -39,6 +39,9 @@ EDGE_PYTHONS = names(os.environ.get("PIKE_EDGE_PYTHONS")) or ["3.9", "3.13"]
 TEST_BACKENDS = names(os.environ.get("PIKE_TEST_BACKENDS"))
 POLLER_ARGS = ["--pike-poller", ",".join(TEST_BACKENDS)] if TEST_BACKENDS else []
 XDIST_WORKERS = os.environ.get("PIKE_TEST_WORKERS", "2")
+#: Import hooks that run unmodified pike-smb2 (and asyncore) code on pike-core; they
+#: change what ``import pike.transport`` gives, so only the main environment has them.
+SHIMS = ["pike-smb2-shim"]
 
 
 def say(message: str) -> None:
@@ -50,30 +53,32 @@ def run(args: Sequence[object], cwd: Path = ROOT) -> int:
     return subprocess.call([str(a) for a in args], cwd=cwd)
 
 
-def projects() -> List[Path]:
-    return [ROOT] + [ROOT / "backends" / name for name in BACKENDS]
+def projects(shims: Sequence[str] = ()) -> List[Path]:
+    backends = [ROOT / "backends" / name for name in BACKENDS]
+    return [ROOT, *backends, *(ROOT / "compat" / name for name in shims)]
 
 
-def stamp_of(python: str, extras: str, editable: bool) -> str:
+def stamp_of(python: str, extras: str, editable: bool, shims: Sequence[str]) -> str:
     """What the environment was built from: with a copy (not an editable) install, the
     sources too, since the installed copy goes stale when they change."""
     digest = hashlib.sha256(f"{python} {extras} {editable}".encode())
-    for project in projects():
+    for project in projects(shims):
         digest.update((project / "pyproject.toml").read_bytes())
         if not editable:
-            for package in sorted(project.glob("pike_*")):
-                for source in sorted(package.rglob("*")):
+            for top in sorted(project.glob("pike_*")):
+                for source in [top] if top.is_file() else sorted(top.rglob("*")):
                     if source.is_file() and "__pycache__" not in source.parts:
                         digest.update(str(source.relative_to(ROOT)).encode() + source.read_bytes())
     return digest.hexdigest()
 
 
-def venv(folder: str, python: str, extras: str, editable: bool = True) -> Path:
-    """A virtual environment with pike-core and the backends installed (reused if current)."""
+def venv(folder: str, python: str, extras: str, editable: bool = True, shims: Sequence[str] = ()) -> Path:
+    """A virtual environment with pike-core, the backends and ``shims`` installed
+    (reused while current)."""
     path = ROOT / folder
     bindir = path / ("Scripts" if os.name == "nt" else "bin")
     stamp_file = path / ".pike-stamp"
-    stamp = stamp_of(python, extras, editable)
+    stamp = stamp_of(python, extras, editable, shims)
     if stamp_file.exists() and stamp_file.read_text() == stamp:
         return bindir
     say(f"setting up {folder} with {python}")
@@ -83,7 +88,7 @@ def venv(folder: str, python: str, extras: str, editable: bool = True) -> Path:
         raise SystemExit(f"dev.py: could not create a virtual environment with {python}")
     pip = [str(bindir / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     targets: List[str] = []
-    for project in projects():
+    for project in projects(shims):
         spec = str(project) + (extras if project == ROOT else "")
         targets += ["-e", spec] if editable else [spec]
     if run([*pip, *targets]) != 0:
@@ -112,7 +117,7 @@ def find_python(version: str) -> str:
 
 
 def main_venv() -> Path:
-    return venv(".venv", sys.executable, "[dev]")
+    return venv(".venv", sys.executable, "[dev]", shims=SHIMS)
 
 
 def cmd_demo(argv: Sequence[str]) -> int:

@@ -1,0 +1,1 @@
+"""Drop-in replacements for the transport modules pike-core grew out of (``pike``, ``asyncore``)."""

@@ -41,7 +41,10 @@ POLLER_ARGS = ["--pike-poller", ",".join(TEST_BACKENDS)] if TEST_BACKENDS else [
 XDIST_WORKERS = os.environ.get("PIKE_TEST_WORKERS", "2")
 #: Import hooks that run unmodified pike-smb2 (and asyncore) code on pike-core; they
 #: change what ``import pike.transport`` gives, so only the main environment has them.
-SHIMS = ["pike-smb2-shim"]
+SHIMS = ["pike-smb2-shim", "asyncore-shim"]
+#: The asyncore drop-in matters most where the stdlib has no asyncore (3.12+): its tests
+#: run on the edge Pythons too, through the shim.
+ASYNCORE_TESTS = ["tests/compat/test_asyncore_echo.py", "tests/compat/test_asyncore_semantics.py"]
 
 
 def say(message: str) -> None:
@@ -151,8 +154,10 @@ def check_suite(bindir: Path) -> int:
 
 def check_edge_pythons(_: Path) -> int:
     for version in EDGE_PYTHONS:
-        bindir = venv(f".venv-{version}", find_python(version), "[test]", editable=False)
-        say(f"Python {version}: import every package, then the conformance suite on every backend")
+        bindir = venv(
+            f".venv-{version}", find_python(version), "[test]", editable=False, shims=["asyncore-shim"]
+        )
+        say(f"Python {version}: import every package, the conformance suite on every backend, asyncore")
         imports = (
             "import pike_core, "
             + ", ".join(f"pike_{b}" for b in BACKENDS)
@@ -160,22 +165,28 @@ def check_edge_pythons(_: Path) -> int:
         )
         # From outside the clone, so what is tested is the installed packages, not the sources.
         outside = bindir.parent
-        status = run([bindir / "python", "-c", imports], cwd=outside) or run(
-            [
-                bindir / "python",
-                "-m",
-                "pytest",
-                "--pyargs",
-                "pike_core.conformance",
-                "-n",
-                XDIST_WORKERS,
-                "-q",
-                "-rs",
-                "-p",
-                "no:cacheprovider",
-                *POLLER_ARGS,
-            ],
-            cwd=outside,
+        status = (
+            run([bindir / "python", "-c", imports], cwd=outside)
+            or run(
+                [
+                    bindir / "python",
+                    "-m",
+                    "pytest",
+                    "--pyargs",
+                    "pike_core.conformance",
+                    "-n",
+                    XDIST_WORKERS,
+                    "-q",
+                    "-rs",
+                    "-p",
+                    "no:cacheprovider",
+                    *POLLER_ARGS,
+                ],
+                cwd=outside,
+            )
+            or run(
+                [bindir / "python", "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *ASYNCORE_TESTS]
+            )
         )
         if status:
             return status

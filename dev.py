@@ -21,8 +21,10 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
+from tools import windows_conformance
+
 ROOT = Path(__file__).resolve().parent
-BACKENDS = ["select", "poll", "epoll", "kqueue"]
+BACKENDS = ["select", "poll", "epoll", "kqueue", "iocp"]
 
 
 def names(value: Optional[str]) -> List[str]:
@@ -136,6 +138,7 @@ def check_lint(bindir: Path) -> int:
         or run([bindir / "mypy"])
         # The kqueue module is skipped by a Linux check (its select stubs have no kqueue).
         or run([bindir / "mypy", "--platform", "darwin", ROOT / "backends" / "kqueue" / "pike_kqueue"])
+        or run([bindir / "mypy", "--platform", "win32", ROOT / "backends" / "iocp" / "pike_iocp"])
     )
 
 
@@ -193,6 +196,14 @@ def check_edge_pythons(_: Path) -> int:
     return 0
 
 
+def check_windows(_: Path) -> int:
+    """The IOCP and select backends' conformance under a real Windows CPython (Wine)."""
+    if sys.platform != "linux":
+        print("runs on Linux only (it drives Windows CPython under Wine); on Windows, iocp runs natively")
+        return 0
+    return windows_conformance.main([])
+
+
 CHECKS: Dict[str, Callable[[Path], int]] = {
     f"backends that must run here ({', '.join(TEST_BACKENDS) or 'PIKE_TEST_BACKENDS unset'})": (
         check_backends
@@ -200,6 +211,7 @@ CHECKS: Dict[str, Callable[[Path], int]] = {
     "ruff and mypy": check_lint,
     "test suite (core, discovery, conformance on every backend)": check_suite,
     f"oldest and newest Python ({', '.join(EDGE_PYTHONS)})": check_edge_pythons,
+    "Windows: iocp and select under Windows CPython on Wine": check_windows,
 }
 
 

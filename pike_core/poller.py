@@ -14,6 +14,7 @@ import collections
 import logging
 import math
 import os
+import socket
 import threading
 import weakref
 from typing import (
@@ -63,6 +64,13 @@ def _check_timeout(timeout: Optional[float], what: str) -> None:
         raise TypeError(f"{what} timeout must be a number of seconds or None, got {timeout!r}")
     if math.isnan(timeout) or timeout < 0:
         raise ValueError(f"{what} timeout must be >= 0 seconds or None (no limit), got {timeout!r}")
+
+
+def _fileno_of(transport: Channel, what: str) -> Optional[int]:
+    try:
+        return transport._fileno
+    except AttributeError:
+        raise TypeError(f"{what} needs a pike_core Transport, got {transport!r}") from None
 
 
 class Poller(abc.ABC):
@@ -139,6 +147,25 @@ class Poller(abc.ABC):
     def os_close(self) -> None:
         """Release the OS polling object.  Called once, from :meth:`close`."""
 
+    # --- connecting: hooks for backends whose OS connects by completion -----------------
+
+    def start_connect(self, sock: socket.socket, address: Any) -> int:
+        """Begin a non-blocking connect of ``sock`` (registered here) to ``address``.
+
+        The default is ``sock.connect_ex(address)``; the verdict arrives as a ``WRITE``
+        event.  A backend whose OS reports connects by completion (IOCP) overrides this
+        and :meth:`connect_error` together.
+
+        :returns: 0 when connected at once, an errno meaning "in progress", or the errno
+            of an immediate failure, as ``socket.connect_ex`` does.
+        """
+        return sock.connect_ex(address)
+
+    def connect_error(self, sock: socket.socket) -> int:
+        """The outcome of the connect begun by :meth:`start_connect`, once its ``WRITE``
+        event came: 0 for success, else the errno.  The default reads ``SO_ERROR``."""
+        return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+
     # --- registration ---------------------------------------------------------------
 
     def register(self, transport: Channel) -> None:
@@ -150,10 +177,11 @@ class Poller(abc.ABC):
         :raises RegistrationError: the transport has no open socket, or another
             transport holds the same descriptor here.
         :raises CapacityError: this backend cannot watch the descriptor.
+        :raises TypeError: ``transport`` is not a transport.
         """
         if self._closed:
             raise PollerClosedError(self)
-        fd = transport._fileno
+        fd = _fileno_of(transport, "register()")
         if fd is None or fd < 0:
             raise RegistrationError(
                 transport,
@@ -180,8 +208,9 @@ class Poller(abc.ABC):
         """Stop watching ``transport``; call it before its socket is closed.
 
         :raises RegistrationError: ``transport`` is not registered with this poller.
+        :raises TypeError: ``transport`` is not a transport.
         """
-        fd = transport._fileno
+        fd = _fileno_of(transport, "unregister()")
         if fd is None or self._map.get(fd) is not transport:
             raise RegistrationError(transport, f"{transport!r} is not registered with {self!r}")
         del self._map[fd]
@@ -198,7 +227,7 @@ class Poller(abc.ABC):
 
     def is_registered(self, transport: Channel) -> bool:
         """Whether ``transport`` is registered with this poller."""
-        fd = transport._fileno
+        fd = _fileno_of(transport, "is_registered()")
         return fd is not None and self._map.get(fd) is transport
 
     @property
@@ -213,10 +242,11 @@ class Poller(abc.ABC):
         Asking again before the callback came changes nothing: one callback follows.
 
         :raises RegistrationError: ``transport`` is not registered with this poller.
+        :raises TypeError: ``transport`` is not a transport.
         """
+        fd = _fileno_of(transport, "defer_write()")
         if transport._want_write:
             return
-        fd = transport._fileno
         if fd is None or self._map.get(fd) is not transport:
             raise RegistrationError(
                 transport,
@@ -367,13 +397,16 @@ class Poller(abc.ABC):
                 raise TypeError(f"loop count must be an int or None, got {count!r}")
             if count < 0:
                 raise ValueError(f"loop count must be >= 0 or None (no limit), got {count!r}")
-        deadline = None if timeout is None else clock() + timeout
+        # Measured as elapsed time (not against start + timeout) so that with a coarse
+        # clock (Windows before Python 3.13 ticks in milliseconds) the loop never ends a
+        # hair before ``timeout`` has passed by the caller's own subtraction.
+        start = clock()
         done = 0
         try:
             while count is None or done < count:
                 wait = None
-                if deadline is not None:
-                    wait = deadline - clock()
+                if timeout is not None:
+                    wait = timeout - (clock() - start)
                     if wait <= 0:
                         if done:
                             break

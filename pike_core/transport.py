@@ -191,12 +191,24 @@ class Transport:
         exception being handled), then ``handle_close``, and the transport is closed.
 
         :raises OSError: the connect failed at once (for example a missing AF_UNIX
-            path); the transport is closed before this is raised.
+            path, or a host name that does not resolve); the transport is closed before
+            this is raised.
+        :raises TypeError: ``address`` does not suit the socket's family (as
+            ``socket.connect``); the transport is left as it was.
         """
         sock = self._open_socket("connect()")
         self.connected = False
         self.connecting = True
-        err = sock.connect_ex(address)
+        try:
+            err = self.poller.start_connect(sock, address)
+        except OSError:
+            self.connecting = False
+            self.close()
+            raise
+        except BaseException:
+            # A malformed address: nothing was started and the transport stays usable.
+            self.connecting = False
+            raise
         if err in _CONNECT_PENDING:
             self.addr = address
             self.poller.defer_write(self)
@@ -212,7 +224,7 @@ class Transport:
     def _finish_connect(self) -> None:
         sock = self.socket
         assert sock is not None
-        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        err = self.poller.connect_error(sock)
         if err == 0:
             try:
                 sock.getpeername()
@@ -333,9 +345,14 @@ class Transport:
         :returns: the bytes, or ``b""`` when none are available yet.  When the peer has
             closed or reset the connection, ``handle_close`` is called (once) and ``b""``
             returned.
+        :raises TypeError: ``bufsize`` is not an int.
         :raises ValueError: ``bufsize`` is negative.
         :raises OSError: the transport is closed, or an error that is not a disconnect.
         """
+        if isinstance(bufsize, bool) or not isinstance(bufsize, int):
+            raise TypeError(f"recv() on {self!r}: bufsize must be an int, got {bufsize!r}")
+        if bufsize < 0:
+            raise ValueError(f"recv() on {self!r}: bufsize must be >= 0, got {bufsize}")
         sock = self._open_socket("recv()")
         try:
             data = sock.recv(bufsize if bufsize <= MAX_RECV else MAX_RECV)
@@ -355,7 +372,8 @@ class Transport:
 
         :returns: the number of bytes sent; 0 when the socket would block, in which case
             exactly one ``handle_write`` follows once it can take more.  When the peer is
-            gone, ``handle_close`` is called (once) and 0 returned.
+            gone, whatever :meth:`write` still holds is dropped (it can never be
+            delivered), ``handle_close`` is called (once) and 0 returned.
         :raises OSError: the transport is closed, or an error that is not a disconnect.
         """
         sock = self._open_socket("send()")
@@ -366,6 +384,9 @@ class Transport:
             return 0
         except OSError as exc:
             if exc.errno in _DISCONNECTED:
+                # Otherwise close_when_done would wait forever for a flush that cannot
+                # happen, holding the descriptor.
+                self._wbuf.clear()
                 self._peer_gone()
                 return 0
             raise
@@ -389,10 +410,16 @@ class Transport:
             called and nothing can be delivered any more).
         :raises WriteBufferFullError: the waiting bytes would exceed ``write_limit``;
             none of ``data`` was taken.
+        :raises TypeError: ``data`` is not a bytes-like object.
         :raises OSError: the transport is closed.
         """
         self._open_socket("write()")
-        view = memoryview(data)
+        try:
+            view = memoryview(data)
+        except TypeError:
+            raise TypeError(
+                f"write() on {self!r} needs a bytes-like object, got {type(data).__name__}"
+            ) from None
         buf = self._wbuf
         if len(buf) + view.nbytes > self.write_limit:
             raise WriteBufferFullError(

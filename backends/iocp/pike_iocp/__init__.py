@@ -1,0 +1,1 @@
+"""pike-core poller backend on Windows I/O completion ports.  Runs on: Windows."""

@@ -22,9 +22,10 @@ from typing import (
     Any,
     Callable,
     ClassVar,
+    Collection,
     Deque,
     Dict,
-    Iterable,
+    Final,
     List,
     Optional,
     Protocol,
@@ -55,6 +56,10 @@ class Channel(Protocol):
     def _handle_events(self, mask: int) -> None: ...
 
     def close(self) -> None: ...
+
+
+#: The types a timeout may have without a closer look (bool is an int, and refused there).
+_SECONDS: Final = (int, float)
 
 
 def _check_timeout(timeout: Optional[float], what: str) -> None:
@@ -90,6 +95,7 @@ class Poller(abc.ABC):
         # batch for one of them belongs to the previous owner of that number.
         self._fresh: Set[int] = set()
         self._timers = TimerQueue()
+        self._timer_heap = self._timers.heap
         self._ready: Deque[Tuple[Callable[..., object], Tuple[Any, ...]]] = collections.deque()
         self._stopping = False
         self._closed = False
@@ -134,10 +140,11 @@ class Poller(abc.ABC):
         """
 
     @abc.abstractmethod
-    def os_wait(self, timeout: Optional[float]) -> Iterable[Tuple[int, int]]:
+    def os_wait(self, timeout: Optional[float]) -> Collection[Tuple[int, int]]:
         """Block until an event or for at most ``timeout`` seconds (None: no limit).
 
-        :returns: ``(fd, mask)`` pairs, at most one per descriptor, with ``mask`` made of
+        :returns: a sized collection (list, tuple, ``dict.items()``) of ``(fd, mask)``
+            pairs, at most one per descriptor, with ``mask`` made of
             :mod:`pike_core.events` bits; ``ERROR`` and ``HANGUP`` are reported even when
             only ``READ`` was asked for.  Empty when the time ran out.
         :raises OSError: the OS wait failed.
@@ -334,29 +341,29 @@ class Poller(abc.ABC):
         """
         if self._closed:
             raise PollerClosedError(self)
-        _check_timeout(timeout, "poll")
+        if timeout is not None and (timeout.__class__ not in _SECONDS or not timeout >= 0):
+            _check_timeout(timeout, "poll")
         if self._ready:
             timeout = 0.0
-        elif self._timers:
+        elif self._timer_heap:
             due = self._timers.next_delay(clock())
             if due is not None and (timeout is None or due < timeout):
                 timeout = due
         fresh = self._fresh
         fresh.clear()
         batch = self.os_wait(timeout)
+        # The hot path: per event one dict lookup and one bound-method call.
         get = self._map.get
-        count = 0
         for fd, mask in batch:
-            count += 1
             channel = get(fd)
             if channel is None or (fresh and fd in fresh):
                 continue
             channel._handle_events(mask)
-        if self._timers:
+        if self._timer_heap:
             self._run_timers()
         if self._ready:
             self._run_ready()
-        return count
+        return len(batch)
 
     def _run_timers(self) -> None:
         for handle in self._timers.pop_due(clock()):

@@ -50,15 +50,17 @@ class TimerHandle:
 class TimerQueue:
     """The timers of one poller; not thread-safe (it belongs to the loop's thread)."""
 
-    __slots__ = ("_cancelled", "_heap", "_seq")
+    __slots__ = ("_cancelled", "_seq", "heap")
 
     def __init__(self) -> None:
-        self._heap: List[Tuple[float, int, TimerHandle]] = []
+        #: The pending entries, cancelled ones included until they are due: a poller
+        #: tests this list itself, since ``len()`` would cost a Python call per poll.
+        self.heap: List[Tuple[float, int, TimerHandle]] = []
         self._seq = 0
         self._cancelled = 0
 
     def __len__(self) -> int:
-        return len(self._heap) - self._cancelled
+        return len(self.heap) - self._cancelled
 
     def add(self, delay: float, callback: Callable[..., object], args: Tuple[Any, ...]) -> TimerHandle:
         """Schedule ``callback(*args)`` after ``delay`` seconds.
@@ -76,21 +78,22 @@ class TimerQueue:
         # The sequence number keeps timers due at the same instant in the order they were
         # made, and keeps heapq from ever comparing two handles.
         self._seq += 1
-        heapq.heappush(self._heap, (handle.when, self._seq, handle))
+        heapq.heappush(self.heap, (handle.when, self._seq, handle))
         return handle
 
     def cancelled_one(self) -> None:
         self._cancelled += 1
         # Cancelled handles stay in the heap until due; rebuild once they are the
         # majority so a program that re-arms a long timeout forever stays bounded.
-        if self._cancelled > 64 and self._cancelled * 2 > len(self._heap):
-            self._heap = [entry for entry in self._heap if not entry[2].cancelled]
-            heapq.heapify(self._heap)
+        if self._cancelled > 64 and self._cancelled * 2 > len(self.heap):
+            # In place: pollers hold a reference to this list.
+            self.heap[:] = [entry for entry in self.heap if not entry[2].cancelled]
+            heapq.heapify(self.heap)
             self._cancelled = 0
 
     def next_delay(self, now: float) -> float | None:
         """Seconds until the earliest live timer (0 when overdue), or None without one."""
-        heap = self._heap
+        heap = self.heap
         while heap and heap[0][2].cancelled:
             heapq.heappop(heap)
             self._cancelled -= 1
@@ -100,7 +103,7 @@ class TimerQueue:
 
     def pop_due(self, now: float) -> List[TimerHandle]:
         """Remove and return the live timers due at ``now``, earliest first."""
-        heap = self._heap
+        heap = self.heap
         due: List[TimerHandle] = []
         while heap and heap[0][0] <= now:
             handle = heapq.heappop(heap)[2]
@@ -113,7 +116,7 @@ class TimerQueue:
         return due
 
     def clear(self) -> None:
-        for entry in self._heap:
+        for entry in self.heap:
             entry[2].cancelled = True
-        self._heap.clear()
+        self.heap.clear()
         self._cancelled = 0

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import errno
 import select
-from typing import Final, Iterable, Optional, Tuple
+from typing import Collection, Final, Optional, Tuple
 
 from pike_core import Poller
 
@@ -53,7 +53,7 @@ class EpollPoller(Poller):
             if exc.errno not in _GONE:
                 raise
 
-    def os_wait(self, timeout: Optional[float]) -> Iterable[Tuple[int, int]]:
+    def os_wait(self, timeout: Optional[float]) -> Collection[Tuple[int, int]]:
         return self._epoll.poll(-1 if timeout is None else timeout)
 
     def os_close(self) -> None:

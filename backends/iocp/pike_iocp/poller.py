@@ -55,7 +55,7 @@ import logging
 import math
 import socket
 import sys
-from typing import Any, Dict, Final, Iterable, List, Optional, Set, Tuple, Union
+from typing import Any, Collection, Dict, Final, List, Optional, Set, Tuple, Union
 
 from pike_core import Poller, events
 from pike_core.timers import clock
@@ -470,7 +470,7 @@ class IocpPoller(Poller):
             watched.poll = op
         self._dirty.clear()
 
-    def os_wait(self, timeout: Optional[float]) -> Iterable[Tuple[int, int]]:
+    def os_wait(self, timeout: Optional[float]) -> Collection[Tuple[int, int]]:
         deadline = None if timeout is None else clock() + timeout
         ready: Dict[int, int] = {}
         while True:

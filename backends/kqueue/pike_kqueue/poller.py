@@ -46,7 +46,7 @@ from __future__ import annotations
 import errno
 import select
 import sys
-from typing import Final, Iterable, Optional, Tuple
+from typing import Collection, Final, Optional, Tuple
 
 from pike_core import Poller
 
@@ -89,7 +89,7 @@ class KqueuePoller(Poller):
                 if exc.errno not in _GONE:
                     raise
 
-    def os_wait(self, timeout: Optional[float]) -> Iterable[Tuple[int, int]]:
+    def os_wait(self, timeout: Optional[float]) -> Collection[Tuple[int, int]]:
         interest = self._interest
         changes = [select.kevent(ident, filt, flags) for ident, filt, flags in interest.changes()]
         received = self._kqueue.control(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import select
-from typing import Iterable, Optional, Tuple
+from typing import Collection, Optional, Tuple
 
 from pike_core import Poller
 
@@ -43,7 +43,7 @@ class PollPoller(Poller):
     def os_unregister(self, fd: int) -> None:
         self._poll.unregister(fd)
 
-    def os_wait(self, timeout: Optional[float]) -> Iterable[Tuple[int, int]]:
+    def os_wait(self, timeout: Optional[float]) -> Collection[Tuple[int, int]]:
         return self._poll.poll(-1 if timeout is None else math.ceil(timeout * 1000))
 
     def os_close(self) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import select
 import sys
-from typing import Dict, Final, Iterable, Optional, Set, Tuple
+from typing import Collection, Dict, Final, Optional, Set, Tuple
 
 from pike_core import CapacityError, Poller, events
 
@@ -64,7 +64,7 @@ class SelectPoller(Poller):
         self._readers.discard(fd)
         self._writers.discard(fd)
 
-    def os_wait(self, timeout: Optional[float]) -> Iterable[Tuple[int, int]]:
+    def os_wait(self, timeout: Optional[float]) -> Collection[Tuple[int, int]]:
         writers = self._writers
         readable, writable, failed = select.select(
             self._readers, writers, writers if _WINDOWS else (), timeout

@@ -94,6 +94,8 @@ class Poller(abc.ABC):
         # Descriptors registered since the last OS wait returned: an event in the current
         # batch for one of them belongs to the previous owner of that number.
         self._fresh: Set[int] = set()
+        # Registered descriptors the OS is not watching for now (see pause()).
+        self._paused: Set[int] = set()
         self._timers = TimerQueue()
         self._timer_heap = self._timers.heap
         self._ready: Deque[Tuple[Callable[..., object], Tuple[Any, ...]]] = collections.deque()
@@ -221,8 +223,32 @@ class Poller(abc.ABC):
         if fd is None or self._map.get(fd) is not transport:
             raise RegistrationError(transport, f"{transport!r} is not registered with {self!r}")
         del self._map[fd]
-        if not self._closed:
+        if fd in self._paused:
+            self._paused.discard(fd)
+        elif not self._closed:
             self.os_unregister(fd)
+
+    def pause(self, transport: Channel) -> None:
+        """Stop watching ``transport``'s socket for now, keeping it registered (it stays
+        in :meth:`transports` and is closed with the poller).  Harmless when repeated.
+
+        :raises RegistrationError: ``transport`` is not registered with this poller.
+        """
+        fd = _fileno_of(transport, "pause()")
+        if fd is None or self._map.get(fd) is not transport:
+            raise RegistrationError(transport, f"pause({transport!r}): it is not registered with {self!r}")
+        if fd not in self._paused:
+            self.os_unregister(fd)
+            self._paused.add(fd)
+
+    def resume(self, transport: Channel) -> None:
+        """Watch a paused transport's socket again, with the interest it has now.
+        Does nothing for a transport that is not paused."""
+        fd = transport._fileno
+        if fd in self._paused:
+            self.os_register(fd, events.READ | events.WRITE if transport._want_write else events.READ)
+            self._paused.discard(fd)
+            self._fresh.add(fd)
 
     def add_channel(self, transport: Channel) -> None:
         """The original pike name of :meth:`register`."""
@@ -260,7 +286,8 @@ class Poller(abc.ABC):
                 f"defer_write({transport!r}): it is not registered with {self!r} "
                 "(closed, or never given a socket)",
             )
-        self.os_modify(fd, events.READ | events.WRITE)
+        if fd not in self._paused:
+            self.os_modify(fd, events.READ | events.WRITE)
         transport._want_write = True
 
     def write_delivered(self, transport: Channel) -> None:
@@ -449,7 +476,8 @@ class Poller(abc.ABC):
         self._waker = Waker()
         old.close()
         for fd, channel in self._map.items():
-            self.os_register(fd, events.READ | events.WRITE if channel._want_write else events.READ)
+            if fd not in self._paused:
+                self.os_register(fd, events.READ | events.WRITE if channel._want_write else events.READ)
         self.os_register(self._waker._fileno, events.READ)
         self._map[self._waker._fileno] = self._waker
 

@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import sys
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Final, Optional, Tuple, Union
 
 from . import events
 from .discovery import default_poller
@@ -45,6 +45,10 @@ _DISCONNECTED = frozenset(
 #: allocate a buffer the kernel cannot fill); it may return fewer bytes in any case.
 MAX_RECV = 1 << 20
 _ACCEPTS_PER_EVENT = 32
+# Module globals: one dictionary lookup each on the per-event path.
+_READ: Final = events.READ
+_WRITE: Final = events.WRITE
+_READ_LIKE: Final = events.READ_LIKE
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 #: Seconds accepting pauses after the first EMFILE (doubling while it lasts), and at most.
 MIN_ACCEPT_BACKOFF = 0.05
@@ -74,6 +78,7 @@ class Transport:
         "__dict__",
         "__weakref__",
         "_accept_backoff",
+        "_broken",
         "_close_notified",
         "_close_when_flushed",
         "_closed",
@@ -108,6 +113,7 @@ class Transport:
         self._want_write = False
         self._closed = False
         self._close_notified = False
+        self._broken = False
         self._accept_backoff = 0.0
         self._wbuf = bytearray()
         self._drain_wanted = False
@@ -162,6 +168,7 @@ class Transport:
         self.socket = sock
         self._closed = False
         self._close_notified = False
+        self._broken = False
         try:
             self.poller.register(self)
         except BaseException:
@@ -197,6 +204,7 @@ class Transport:
             ``socket.connect``); the transport is left as it was.
         """
         sock = self._open_socket("connect()")
+        self.poller.resume(self)
         self.connected = False
         self.connecting = True
         try:
@@ -269,6 +277,7 @@ class Transport:
         """Start accepting connections; each one reaches ``handle_accept``."""
         self._open_socket("listen()").listen(backlog)
         self.accepting = True
+        self.poller.resume(self)
 
     def accept(self) -> Optional[Tuple[socket.socket, Address]]:
         """Accept one pending connection.
@@ -297,14 +306,13 @@ class Transport:
 
     def _pause_accepting(self, exc: OSError) -> None:
         self._accept_backoff = min(max(self._accept_backoff * 2, MIN_ACCEPT_BACKOFF), MAX_ACCEPT_BACKOFF)
-        if self.poller.is_registered(self):
-            self.poller.unregister(self)
-            self.poller.call_later(self._accept_backoff, self._resume_accepting)
+        self.poller.pause(self)
+        self.poller.call_later(self._accept_backoff, self._resume_accepting)
         self.handle_accept_error(exc)
 
     def _resume_accepting(self) -> None:
-        if not self._closed and not self.poller.closed:
-            self.poller.register(self)
+        if not self._closed:
+            self.poller.resume(self)
 
     def handle_accept_error(self, exc: OSError) -> None:
         """Callback: ``accept`` failed for lack of descriptors or memory and accepting
@@ -360,6 +368,7 @@ class Transport:
             return b""
         except OSError as exc:
             if exc.errno in _DISCONNECTED:
+                self._broken = True
                 self._peer_gone()
                 return b""
             raise
@@ -387,6 +396,7 @@ class Transport:
                 # Otherwise close_when_done would wait forever for a flush that cannot
                 # happen, holding the descriptor.
                 self._wbuf.clear()
+                self._broken = True
                 self._peer_gone()
                 return 0
             raise
@@ -402,7 +412,8 @@ class Transport:
 
     def write(self, data: Buffer) -> bool:
         """Send ``data``, keeping what the socket cannot take now in a bounded buffer
-        that is sent as the socket drains.  Do not mix with :meth:`send` on one transport.
+        that is sent as the socket drains.  Do not mix with :meth:`send` or ``defer_write``
+        on one transport: while the buffer holds data, write events go to sending it.
 
         :returns: True while the waiting bytes are at most ``write_high_water``; False
             above it, and ``handle_drain`` follows once they are down to
@@ -433,7 +444,7 @@ class Transport:
             if sent == view.nbytes:
                 return True
             view = view[sent:]
-        if self._closed:
+        if self._closed or self._broken:
             return False
         buf += view
         if not self._want_write:
@@ -476,8 +487,18 @@ class Transport:
 
     def shutdown(self, how: int = socket.SHUT_WR) -> None:
         """Half-close: by default stop sending (the peer reads end of stream) while
-        still receiving.  :raises OSError: as ``socket.shutdown``."""
-        self._open_socket("shutdown()").shutdown(how)
+        still receiving.  A connection the peer already reset is reported as
+        :meth:`send` and :meth:`recv` do: through ``handle_close``.
+
+        :raises OSError: the transport is closed, or another error of ``socket.shutdown``.
+        """
+        try:
+            self._open_socket("shutdown()").shutdown(how)
+        except OSError as exc:
+            if exc.errno not in _DISCONNECTED:
+                raise
+            self._broken = True
+            self._peer_gone()
 
     def close(self) -> None:
         """Unregister from the poller and close the socket at once, dropping anything
@@ -503,18 +524,25 @@ class Transport:
 
     def _handle_events(self, mask: int) -> None:
         try:
-            if self.connecting:
+            if self.connected:
+                if mask & _READ:
+                    self.handle_read()
+                elif mask & _READ_LIKE:
+                    # An error or hang-up with nothing left to read: the peer is gone.
+                    self._peer_gone()
+            elif self.connecting:
                 self._finish_connect()
                 return
-            if mask & events.READ:
-                if self.accepting:
+            elif self.accepting:
+                if mask & _READ:
                     self.handle_accept()
-                else:
-                    self.handle_read()
-            elif mask & events.READ_LIKE:
-                # An error or hang-up with nothing left to read: the peer is gone.
-                self._peer_gone()
-            if mask & events.WRITE and self._want_write:
+            else:
+                # Neither connected nor listening yet: Linux reports a fresh TCP socket
+                # as hung up, and would keep doing so at every wait.  Stop watching it
+                # until connect() or listen() gives its events a meaning.
+                self.poller.pause(self)
+                return
+            if mask & _WRITE and self._want_write:
                 self.poller.write_delivered(self)
                 if self._wbuf:
                     self._flush()
@@ -547,7 +575,14 @@ class Transport:
         """Callback: the connection is established."""
 
     def handle_read(self) -> None:
-        """Callback: data (or end of stream) is available to :meth:`recv`."""
+        """Callback: data (or end of stream) is available to :meth:`recv`.
+
+        The default reads and drops the data with a warning: left unread, a
+        level-triggered poller would report it at every wait, and end of stream would
+        never reach ``handle_close``."""
+        data = self.recv(MAX_RECV)
+        if data:
+            logger.warning("pike_core: %r has no handle_read; dropped %d bytes it received", self, len(data))
 
     def handle_write(self) -> None:
         """Callback: the socket can take more data (once per would-block or defer_write)."""

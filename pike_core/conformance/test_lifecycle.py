@@ -1,0 +1,81 @@
+"""States around a connection's life: before connect, after the peer is gone."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+from pike_core import Poller, Transport
+
+from .support import Listener, Recorder, connected_pair, run_until
+
+
+def test_socket_not_yet_connected_is_left_alone_and_does_not_spin(poller: Poller) -> None:
+    server = Listener(poller, Recorder)
+    client = Recorder(poller)
+    client.create_socket()
+    cpu_start, wall_start = time.process_time(), time.monotonic()
+    for _ in range(5):
+        poller.poll(0.05)
+    cpu, wall = time.process_time() - cpu_start, time.monotonic() - wall_start
+    # Linux reports a fresh TCP socket as hung up: it must not be taken for a closed peer,
+    # nor make every wait return at once.
+    assert client.calls == []
+    assert not client.closed
+    assert wall >= 0.2
+    assert cpu < wall / 2
+    client.connect(server.addr)
+    run_until(poller, lambda: client.connected and server.accepted, what="the late connect")
+    assert client.calls == ["connect"]
+
+
+def _reset(peer: socket.socket) -> None:
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.close()
+
+
+class KeepOpen(Recorder):
+    """Records handle_close without closing, like a protocol that still has work to do."""
+
+    def handle_close(self) -> None:
+        self.calls.append("close")
+
+
+def test_write_after_reset_returns_false_and_buffers_nothing(poller: Poller) -> None:
+    a, b = connected_pair()
+    t = KeepOpen(poller, a)
+    _reset(b)
+    run_until(poller, lambda: t.count("close") == 1, what="the reset")
+    for _ in range(3):
+        assert t.write(b"x" * 100_000) is False
+    assert t.write_buffer_size == 0
+    assert t.count("close") == 1
+    t.close()
+
+
+def test_shutdown_after_reset_reports_close_not_an_error(poller: Poller) -> None:
+    a, b = connected_pair()
+    t = KeepOpen(poller, a)
+    _reset(b)
+    run_until(poller, lambda: t.count("close") == 1, what="the reset")
+    t.shutdown(socket.SHUT_WR)
+    assert t.count("close") == 1
+    assert "error" not in t.calls
+    t.close()
+
+
+def test_default_handle_read_still_sees_end_of_stream(poller: Poller) -> None:
+    closed = []
+
+    class NoReader(Transport):
+        def handle_close(self) -> None:
+            closed.append(True)
+            self.close()
+
+    a, b = connected_pair()
+    t = NoReader(alternate_poller=poller, sock=a)
+    b.sendall(b"unexpected")
+    b.close()
+    run_until(poller, lambda: t.closed, what="EOF through the default handle_read")
+    assert closed == [True]

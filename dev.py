@@ -187,9 +187,9 @@ def check_edge_pythons(_: Path) -> int:
                 ],
                 cwd=outside,
             )
-            or run(
-                [bindir / "python", "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *ASYNCORE_TESTS]
-            )
+            # The pytest script, not python -m pytest, so the clone's folder is not on
+            # sys.path and the tests import the installed copy, as their child processes do.
+            or run([bindir / "pytest", "-q", "-rs", "-p", "no:cacheprovider", *ASYNCORE_TESTS])
         )
         if status:
             return status

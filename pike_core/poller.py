@@ -36,7 +36,7 @@ from typing import (
 
 from . import events
 from .errors import CapacityError, PollerClosedError, RegistrationError
-from .timers import TimerHandle, TimerQueue, clock
+from .timers import CLOCK_RESOLUTION, TimerHandle, TimerQueue, clock
 from .waker import Waker
 
 if TYPE_CHECKING:
@@ -393,7 +393,7 @@ class Poller(abc.ABC):
         return len(batch)
 
     def _run_timers(self) -> None:
-        for handle in self._timers.pop_due(clock()):
+        for handle in self._timers.pop_due(clock() + CLOCK_RESOLUTION):
             try:
                 handle.run()
             except _PROPAGATE:

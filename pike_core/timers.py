@@ -8,6 +8,10 @@ import time
 from typing import Any, Callable, Final, List, Tuple, final
 
 clock: Final = time.monotonic
+#: Timers due within one tick of the clock count as due: with a coarse clock (Windows
+#: before Python 3.13 ticks in milliseconds) an OS wait bounded by a timer can end a hair
+#: before the clock says the timer is due, and the loop would wake once more for nothing.
+CLOCK_RESOLUTION: Final = time.get_clock_info("monotonic").resolution
 
 
 @final

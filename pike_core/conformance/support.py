@@ -88,6 +88,15 @@ class Listener(Transport):
         self.accepted.append(self.factory(self.poller, sock))
 
 
+class WriteEcho(Transport):
+    """Echoes through the bounded buffered :meth:`Transport.write`."""
+
+    def handle_read(self) -> None:
+        data = self.recv(65536)
+        if data:
+            self.write(data)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

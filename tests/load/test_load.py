@@ -18,6 +18,7 @@ from typing import Dict
 import pytest
 
 from pike_core import BackendStatus, Poller, Transport
+from pike_core.conformance.support import WriteEcho as Echo
 from pike_core.conformance.support import run_until
 
 CLIENTS = Path(__file__).with_name("clients.py")
@@ -28,13 +29,6 @@ OVER_SELECT = 1500
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="sized for Linux descriptor limits and loopback"
 )
-
-
-class Echo(Transport):
-    def handle_read(self) -> None:
-        data = self.recv(65536)
-        if data:
-            self.write(data)
 
 
 class Server(Transport):

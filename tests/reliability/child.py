@@ -19,6 +19,7 @@ import time
 from typing import Dict, List
 
 from pike_core import Poller, Transport, WriteBufferFullError, available_backends
+from pike_core.conformance.support import WriteEcho as Echo
 from pike_core.conformance.support import connected_pair, run_until
 
 
@@ -27,13 +28,6 @@ def _poller(name: str) -> Poller:
         if status.name == name and status.poller_class is not None:
             return status.poller_class()
     raise SystemExit(f"child.py: backend {name!r} cannot run here")
-
-
-class Echo(Transport):
-    def handle_read(self) -> None:
-        data = self.recv(65536)
-        if data:
-            self.write(data)
 
 
 class Server(Transport):

@@ -83,6 +83,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("list", help="list the installed backends and which one would be chosen")
+    bench = sub.add_parser(
+        "bench",
+        help="echo servers on every backend, asyncio, uvloop and C, side by side under a C load generator",
+    )
+    # Imported here: the suite and its plot are not needed to list backends or run the demo.
+    from .bench.runner import add_arguments  # noqa: PLC0415
+
+    add_arguments(bench)
     demo = sub.add_parser("demo", help="run an echo server and clients over loopback")
     for p in (parser, demo):
         p.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
@@ -94,6 +102,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return cmd_list(args)
         if args.command == "demo":
             return cmd_demo(args)
+        if args.command == "bench":
+            from .bench.runner import run  # noqa: PLC0415
+
+            return run(args)
         status = cmd_list(args)
         if status:
             return status

@@ -357,11 +357,15 @@ class Transport:
         :raises ValueError: ``bufsize`` is negative.
         :raises OSError: the transport is closed, or an error that is not a disconnect.
         """
-        if isinstance(bufsize, bool) or not isinstance(bufsize, int):
+        # Exactly int is the common case, tested first: recv runs once per read event.
+        # (bool is refused; int subclasses such as IntEnum are not.)
+        if bufsize.__class__ is not int and (isinstance(bufsize, bool) or not isinstance(bufsize, int)):
             raise TypeError(f"recv() on {self!r}: bufsize must be an int, got {bufsize!r}")
         if bufsize < 0:
             raise ValueError(f"recv() on {self!r}: bufsize must be >= 0, got {bufsize}")
-        sock = self._open_socket("recv()")
+        sock = self.socket
+        if sock is None or self._fileno < 0:
+            sock = self._open_socket("recv()")
         try:
             data = sock.recv(bufsize if bufsize <= MAX_RECV else MAX_RECV)
         except (BlockingIOError, InterruptedError):
@@ -385,21 +389,28 @@ class Transport:
             delivered), ``handle_close`` is called (once) and 0 returned.
         :raises OSError: the transport is closed, or an error that is not a disconnect.
         """
-        sock = self._open_socket("send()")
+        sock = self.socket
+        if sock is None or self._fileno < 0:
+            sock = self._open_socket("send()")
         try:
             return sock.send(data)
         except (BlockingIOError, InterruptedError):
             self.poller.defer_write(self)
             return 0
         except OSError as exc:
-            if exc.errno in _DISCONNECTED:
-                # Otherwise close_when_done would wait forever for a flush that cannot
-                # happen, holding the descriptor.
-                self._wbuf.clear()
-                self._broken = True
-                self._peer_gone()
-                return 0
-            raise
+            self._send_failed(exc)
+            return 0
+
+    def _send_failed(self, exc: OSError) -> None:
+        """Called inside ``except`` when a send raised ``exc``: a disconnect is reported
+        through ``handle_close``, anything else raised again."""
+        if exc.errno not in _DISCONNECTED:
+            raise exc
+        # Otherwise close_when_done would wait forever for a flush that cannot happen,
+        # holding the descriptor.
+        self._wbuf.clear()
+        self._broken = True
+        self._peer_gone()
 
     # --- buffered writing ---------------------------------------------------------
 
@@ -424,14 +435,30 @@ class Transport:
         :raises TypeError: ``data`` is not a bytes-like object.
         :raises OSError: the transport is closed.
         """
-        self._open_socket("write()")
+        sock = self.socket
+        if sock is None or self._fileno < 0:
+            sock = self._open_socket("write()")
+        buf = self._wbuf
+        if not buf and data.__class__ is bytes and len(data) <= self.write_limit:
+            # The common case (an echo, a request), kept short because it runs once per
+            # message: nothing waits, so the bytes go straight to the socket (what
+            # send() does, without its call).
+            try:
+                sent = sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._send_failed(exc)
+                return False
+            if sent == len(data):
+                return True
+            return self._keep(memoryview(data)[sent:])
         try:
             view = memoryview(data)
         except TypeError:
             raise TypeError(
                 f"write() on {self!r} needs a bytes-like object, got {type(data).__name__}"
             ) from None
-        buf = self._wbuf
         if len(buf) + view.nbytes > self.write_limit:
             raise WriteBufferFullError(
                 self,
@@ -444,8 +471,13 @@ class Transport:
             if sent == view.nbytes:
                 return True
             view = view[sent:]
+        return self._keep(view)
+
+    def _keep(self, view: memoryview) -> bool:
+        """The rest of :meth:`write`: buffer what the socket did not take."""
         if self._closed or self._broken:
             return False
+        buf = self._wbuf
         buf += view
         if not self._want_write:
             self.poller.defer_write(self)

@@ -1,0 +1,1 @@
+"""The side-by-side benchmark suite: ``pike-core bench`` (see :mod:`.runner`)."""

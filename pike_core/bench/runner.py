@@ -1,0 +1,531 @@
+"""``pike-core bench``: echo servers side by side under the C load generator.
+
+Every server runs in its own process on one core, the load generator (``loadgen.c``) on
+another; the runs are interleaved (each repetition goes through every workload and, in
+each, every server) so that drift in the machine's load spreads over all of them.  A run
+during which other processes used more than :data:`NOISE_LIMIT` percent of a core is
+discarded and repeated.  Server CPU comes from ``/proc/<pid>/stat`` deltas over the
+measured window, the load generator's from its own ``getrusage``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
+
+from pike_core.discovery import available_backends, registry
+
+from . import cbuild
+
+#: Percent of one core that processes other than the server and the load generator may
+#: use during a run before it is discarded (the machine is shared).
+NOISE_LIMIT = 15.0
+#: How often a noisy run is repeated before it is kept anyway (and marked noisy).
+NOISE_RETRIES = 3
+#: Seconds to wait at most for the machine to calm down before repeating a noisy run.
+QUIET_WAIT = 3.0
+IDLE_CONNECTIONS = 5000
+SMOKE_IDLE_CONNECTIONS = 50
+_TICK = os.sysconf("SC_CLK_TCK")
+_PAGE_KIB = os.sysconf("SC_PAGE_SIZE") / 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    key: str
+    title: str
+    #: loadgen arguments; ``{idle}`` stands for the idle connection count.
+    args: Tuple[str, ...]
+    unit: str
+    #: Needs a backend without a small descriptor limit, and a fresh server per run
+    #: (its memory growth is what is measured).
+    many_fds: bool = False
+
+
+WORKLOADS: Tuple[Workload, ...] = (
+    Workload("pp1x64", "ping-pong 1 x 64 B", ("pingpong", "--conns", "1", "--size", "64"), "round trips/s"),
+    Workload(
+        "pp64x1k", "ping-pong 64 x 1 KiB", ("pingpong", "--conns", "64", "--size", "1024"), "round trips/s"
+    ),
+    Workload(
+        "pp16x1k", "ping-pong 16 x 1 KiB", ("pingpong", "--conns", "16", "--size", "1024"), "round trips/s"
+    ),
+    Workload(
+        "idle5k",
+        "{idle} idle + 16 x 1 KiB",
+        ("idle", "--idle", "{idle}", "--conns", "16", "--size", "1024"),
+        "round trips/s",
+        many_fds=True,
+    ),
+    Workload("stream64k", "stream 64 KiB chunks, 1 conn", ("stream", "--size", "65536"), "chunks/s"),
+    Workload(
+        "churn", "churn: connect/echo 64 B/close", ("churn", "--conns", "16", "--size", "64"), "cycles/s"
+    ),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Server:
+    key: str
+    title: str
+    command: Tuple[str, ...]
+    many_fds: bool = True
+
+
+@dataclasses.dataclass
+class Config:
+    runs: int
+    seconds: float
+    warmup: float
+    idle: int
+    out: Path
+    smoke: bool
+    budget: float
+    workloads: Tuple[Workload, ...]
+    server_keys: Optional[Tuple[str, ...]]
+
+
+# --- the machine ---------------------------------------------------------------------
+
+
+def machine_info() -> Dict[str, str]:
+    """What the table was measured on: CPU model, cores, kernel, Python."""
+    model = platform.processor() or "?"
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "cores": str(os.cpu_count()),
+        "kernel": f"{platform.system()} {platform.release()}",
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+    }
+
+
+def _proc_cpu(pid: int) -> float:
+    """Seconds of CPU (user + system) process ``pid`` has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _busy() -> float:
+    """Seconds of CPU the whole machine has used (all but idle and iowait)."""
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / _TICK
+
+
+def _status_kib(pid: int, field: str) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return float(line.split()[1])
+    raise RuntimeError(f"/proc/{pid}/status has no {field}")
+
+
+def _wait_quiet(limit: float) -> None:
+    """Wait (up to ``limit`` seconds) for a half second in which the machine is idle."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        before = _busy()
+        time.sleep(0.5)
+        if (_busy() - before) / 0.5 * 100 < NOISE_LIMIT / 2:
+            return
+
+
+def _cores() -> Tuple[Optional[int], Optional[int]]:
+    """The cores for the server and the load generator, when there are two to pin to."""
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        return None, None
+    if len(allowed) < 2:
+        return None, None
+    return allowed[0], allowed[1]
+
+
+# --- servers ---------------------------------------------------------------------------
+
+
+def find_servers(echo_server: Path) -> List[Server]:
+    """The C reference, pike on every usable backend (plus the first one on a loop of
+    its own), asyncio, and uvloop when it is installed."""
+    python = (sys.executable, "-m", "pike_core.bench.servers")
+    servers = [Server("c", "C epoll (reference)", (str(echo_server),))]
+    usable = [s for s in available_backends() if s.usable]
+    best = registry.choose().backend.name
+    for status in sorted(usable, key=lambda s: s.name != best):
+        many = "many_fds" in status.capabilities
+        servers.append(
+            Server(
+                f"pike-{status.name}",
+                f"pike {status.name}",
+                (*python, "pike", "--backend", status.name),
+                many,
+            )
+        )
+    servers.append(
+        Server(
+            f"pike-{best}-own-loop", f"pike {best}, own loop", (*python, "pike-own-loop", "--backend", best)
+        )
+    )
+    servers.append(Server("asyncio", "asyncio Protocol", (*python, "asyncio")))
+    if importlib.util.find_spec("uvloop") is not None:
+        servers.append(Server("uvloop", "uvloop Protocol", (*python, "uvloop")))
+    return servers
+
+
+class RunningServer:
+    def __init__(self, server: Server, core: Optional[int]) -> None:
+        self.server = server
+        self.proc = subprocess.Popen(server.command, stdout=subprocess.PIPE, text=True)
+        if core is not None:
+            os.sched_setaffinity(self.proc.pid, {core})
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().split()
+        if len(line) != 2 or line[0] != "PORT":
+            self.stop()
+            raise RuntimeError(
+                f"server {server.key} did not start: {' '.join(server.command)} printed {line!r}"
+            )
+        self.port = int(line[1])
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+# --- one run ---------------------------------------------------------------------------
+
+
+def run_once(
+    loadgen: Path, server: RunningServer, workload: Workload, cfg: Config, core: Optional[int]
+) -> Dict[str, Any]:
+    args = [a.replace("{idle}", str(cfg.idle)) for a in workload.args]
+    cmd = [str(loadgen), *args, "--port", str(server.port)]
+    cmd += ["--seconds", str(cfg.seconds), "--warmup", str(cfg.warmup)]
+    if core is not None:
+        cmd += ["--cpu", str(core)]
+    rss_before = _status_kib(server.pid, "VmRSS")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The load generator's own clock starts after connecting and warming up; sample the
+    # server over about the same window.
+    if workload.many_fds:
+        _wait_for_descriptors(server, proc, cfg.idle)
+    time.sleep(cfg.warmup)
+    cpu0, busy0, t0 = _proc_cpu(server.pid), _busy(), time.monotonic()
+    out, err = proc.communicate()
+    cpu1, busy1, t1 = _proc_cpu(server.pid), _busy(), time.monotonic()
+    try:
+        result: Dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        result = {"ops_per_sec": 0.0, "cpu_seconds": 0.0, "error": err.strip() or f"exit {proc.returncode}"}
+    wall = t1 - t0
+    result["server_cpu_percent"] = (cpu1 - cpu0) / wall * 100
+    lg_cpu = float(result.get("cpu_seconds", 0.0))
+    result["loadgen_cpu_percent"] = lg_cpu / float(result.get("seconds") or cfg.seconds) * 100
+    result["other_cpu_percent"] = ((busy1 - busy0) - (cpu1 - cpu0) - lg_cpu) / wall * 100
+    result["returncode"] = proc.returncode
+    if workload.many_fds:
+        result["rss_kib_before"] = rss_before
+        result["rss_kib_peak"] = _status_kib(server.pid, "VmHWM")
+        result["rss_kib_per_conn"] = (result["rss_kib_peak"] - rss_before) / cfg.idle
+    if proc.returncode != 0 and not result.get("error"):
+        result["error"] = err.strip() or f"loadgen exited {proc.returncode}"
+    if not server.alive():
+        result["error"] = f"server died (exit {server.proc.returncode}); " + str(result.get("error") or "")
+    return result
+
+
+def _wait_for_descriptors(server: RunningServer, loadgen: subprocess.Popen[str], count: int) -> None:
+    """Wait until the server holds ``count`` descriptors: the idle connections are open.
+
+    Otherwise the load generator's connecting would fall into the measured window, and
+    count as other processes' CPU.
+    """
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and loadgen.poll() is None:
+        try:
+            if len(os.listdir(f"/proc/{server.pid}/fd")) >= count:
+                return
+        except OSError:
+            return
+        time.sleep(0.02)
+
+
+# --- the whole benchmark ---------------------------------------------------------------
+
+
+def _progress(stream: IO[str], text: str) -> None:
+    print(text, file=stream, flush=True)
+
+
+def measure_idle_cpu(servers: Dict[str, RunningServer], seconds: float) -> Dict[str, float]:
+    """Percent of a core each server uses with no connection and nothing to do."""
+    before = {k: _proc_cpu(s.pid) for k, s in servers.items()}
+    time.sleep(seconds)
+    return {k: (_proc_cpu(s.pid) - before[k]) / seconds * 100 for k, s in servers.items()}
+
+
+def run_benchmark(cfg: Config, stream: IO[str] = sys.stdout) -> Dict[str, Any]:
+    bin_dir = cfg.out / "bin"
+    echo_server = cbuild.build("echo_server", bin_dir)
+    loadgen = cbuild.build("loadgen", bin_dir)
+    servers = find_servers(echo_server)
+    if cfg.server_keys:
+        unknown = set(cfg.server_keys) - {s.key for s in servers}
+        if unknown:
+            raise ValueError(
+                f"unknown server(s) {sorted(unknown)}; available here: {[s.key for s in servers]}"
+            )
+        servers = [s for s in servers if s.key in cfg.server_keys]
+    server_core, loadgen_core = _cores()
+    info = machine_info()
+    _progress(stream, f"machine: {info['cpu']}, {info['cores']} cores, {info['kernel']}, {info['python']}")
+    _progress(
+        stream,
+        "pinning: "
+        + (
+            f"servers on core {server_core}, load generator on core {loadgen_core}"
+            if server_core is not None
+            else "none (one core)"
+        ),
+    )
+    plan = [
+        (rep, w, s)
+        for rep in range(cfg.runs)
+        for w in cfg.workloads
+        for s in servers
+        if s.many_fds or not w.many_fds
+    ]
+    _progress(
+        stream,
+        f"{len(plan)} runs: {len(servers)} servers x {len(cfg.workloads)} workloads x {cfg.runs}, "
+        f"{cfg.seconds} s each after {cfg.warmup} s warm-up",
+    )
+    records: List[Dict[str, Any]] = []
+    discarded = 0
+    # What one run costs besides its measured time: starting the load generator,
+    # connecting, stopping (measured on the reference machine; a rough figure suffices).
+    per_run = cfg.seconds + cfg.warmup + 0.5
+    started = time.monotonic()
+    running = {s.key: RunningServer(s, server_core) for s in servers}
+    try:
+        idle_cpu = measure_idle_cpu(running, 0.2 if cfg.smoke else 2.0)
+        for i, (rep, workload, server) in enumerate(plan, 1):
+            for attempt in range(NOISE_RETRIES + 1):
+                if workload.many_fds:
+                    # A fresh process, so that its memory growth is the connections' alone.
+                    target = RunningServer(server, server_core)
+                else:
+                    target = running[server.key]
+                    if not target.alive():
+                        target = running[server.key] = RunningServer(server, server_core)
+                try:
+                    result = run_once(loadgen, target, workload, cfg, loadgen_core)
+                finally:
+                    if workload.many_fds:
+                        target.stop()
+                noisy = result["other_cpu_percent"] > NOISE_LIMIT
+                # A repeat must not push the whole benchmark past its time budget.
+                left = cfg.budget - (time.monotonic() - started) - (len(plan) - i) * per_run
+                if not noisy or attempt == NOISE_RETRIES or cfg.smoke or left < per_run + QUIET_WAIT:
+                    break
+                discarded += 1
+                _progress(
+                    stream,
+                    f"      (discarded: other processes used {result['other_cpu_percent']:.0f}% of a core)",
+                )
+                _wait_quiet(QUIET_WAIT)
+            result.update(rep=rep, workload=workload.key, server=server.key, noisy=noisy)
+            records.append(result)
+            rss = f"  {result['rss_kib_per_conn']:.2f} KiB/conn" if "rss_kib_per_conn" in result else ""
+            err = f"  ERROR {result['error']}" if result.get("error") else ""
+            _progress(
+                stream,
+                f"[{i:3}/{len(plan)} {time.monotonic() - started:5.0f}s] {workload.key:9} {server.key:22} "
+                f"{result['ops_per_sec']:>10,.0f}/s  server {result['server_cpu_percent']:3.0f}%  "
+                f"loadgen {result['loadgen_cpu_percent']:3.0f}%  "
+                f"other {result['other_cpu_percent']:3.0f}%{rss}{err}",
+            )
+    finally:
+        for r in running.values():
+            r.stop()
+    return {
+        "machine": info,
+        "config": {
+            "runs": cfg.runs,
+            "seconds": cfg.seconds,
+            "warmup": cfg.warmup,
+            "idle": cfg.idle,
+            "smoke": cfg.smoke,
+            "budget_seconds": cfg.budget,
+            "server_core": server_core,
+            "loadgen_core": loadgen_core,
+            "noise_limit_percent": NOISE_LIMIT,
+        },
+        "elapsed_seconds": time.monotonic() - started,
+        "discarded_noisy_runs": discarded,
+        "servers": [dataclasses.asdict(s) for s in servers],
+        "workloads": [
+            dict(dataclasses.asdict(w), title=w.title.replace("{idle}", f"{cfg.idle:,}"))
+            for w in cfg.workloads
+        ],
+        "idle_cpu_percent": idle_cpu,
+        "runs": records,
+        "summary": summarise(records, servers, cfg.workloads),
+    }
+
+
+def _median(values: Sequence[float]) -> Optional[float]:
+    return statistics.median(values) if values else None
+
+
+def _paired_ratios(records: List[Dict[str, Any]], workload: str, server: str, ref: str) -> List[float]:
+    """Per repetition, ``server``'s rate divided by ``ref``'s in that repetition: the runs
+    of one repetition are seconds apart, so a slow spell of the machine that spans them
+    cancels out, which it does not in a ratio of medians."""
+    rates: Dict[Tuple[str, int], float] = {
+        (r["server"], r["rep"]): r["ops_per_sec"]
+        for r in records
+        if r["workload"] == workload and not r.get("error")
+    }
+    ratios = [
+        rate / rates[ref, rep]
+        for (key, rep), rate in rates.items()
+        if key == server and rates.get((ref, rep))
+    ]
+    return sorted(ratios)
+
+
+def summarise(
+    records: List[Dict[str, Any]], servers: Sequence[Server], workloads: Sequence[Workload]
+) -> List[Dict[str, Any]]:
+    """Per workload and server: median and range of ops/s, paired ratios, CPU, memory."""
+    rows: List[Dict[str, Any]] = []
+    for w in workloads:
+        for s in servers:
+            mine = [r for r in records if r["workload"] == w.key and r["server"] == s.key]
+            if not mine:
+                continue
+            ok = [r for r in mine if not r.get("error")]
+            ops = [r["ops_per_sec"] for r in ok]
+            med = _median(ops)
+            row: Dict[str, Any] = {
+                "workload": w.key,
+                "server": s.key,
+                "runs": len(ok),
+                "errors": [r["error"] for r in mine if r.get("error")],
+                "noisy_runs": sum(1 for r in mine if r.get("noisy")),
+                "median": med,
+                "min": min(ops) if ops else None,
+                "max": max(ops) if ops else None,
+                "server_cpu_percent": _median([r["server_cpu_percent"] for r in ok]),
+                "loadgen_cpu_percent": _median([r["loadgen_cpu_percent"] for r in ok]),
+                "rss_kib_per_conn": _median([r["rss_kib_per_conn"] for r in ok if "rss_kib_per_conn" in r]),
+            }
+            for ref in ("c", "uvloop", "asyncio"):
+                ratios = _paired_ratios(records, w.key, s.key, ref)
+                row[f"vs_{ref}"] = _median(ratios)
+                row[f"vs_{ref}_range"] = [ratios[0], ratios[-1]] if ratios else None
+            rows.append(row)
+    return rows
+
+
+# --- the command line ------------------------------------------------------------------
+
+
+def default_out() -> Path:
+    return Path.cwd() / ".cache" / "pike-bench"
+
+
+def add_arguments(parser: Any) -> None:
+    """The ``pike-core bench`` options (``parser`` is an argparse parser)."""
+    keys = ", ".join(w.key for w in WORKLOADS)
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny durations: proves every server and workload work, judges nothing",
+    )
+    parser.add_argument("--runs", type=int, default=5, help="interleaved repetitions (default 5)")
+    parser.add_argument("--seconds", type=float, default=1.0, help="measured seconds per run (default 1)")
+    parser.add_argument("--warmup", type=float, default=0.3, help="uncounted warm-up per run (default 0.3)")
+    parser.add_argument(
+        "--idle", type=int, default=IDLE_CONNECTIONS, help=f"idle connections (default {IDLE_CONNECTIONS})"
+    )
+    parser.add_argument("--workloads", help=f"comma-separated subset of: {keys}")
+    parser.add_argument("--servers", help="comma-separated subset of the server keys (see the table)")
+    parser.add_argument("--out", type=Path, help=f"results folder (default {default_out()})")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=540.0,
+        help="seconds the whole run may take; noisy runs are repeated only while it allows (default 540)",
+    )
+
+
+def config_from(args: Any) -> Config:
+    workloads = WORKLOADS
+    if args.workloads:
+        wanted = [k.strip() for k in args.workloads.split(",") if k.strip()]
+        by_key = {w.key: w for w in WORKLOADS}
+        unknown = [k for k in wanted if k not in by_key]
+        if unknown:
+            raise ValueError(f"unknown workload(s) {unknown}; choose from {list(by_key)}")
+        workloads = tuple(by_key[k] for k in wanted)
+    servers = tuple(k.strip() for k in args.servers.split(",")) if args.servers else None
+    if args.smoke:
+        out = args.out or default_out() / "smoke"
+        return Config(1, 0.05, 0.0, SMOKE_IDLE_CONNECTIONS, out, True, args.budget, workloads, servers)
+    if args.runs < 1 or args.seconds <= 0 or args.warmup < 0 or args.idle < 1:
+        raise ValueError("--runs and --idle must be >= 1, --seconds > 0, --warmup >= 0")
+    out = args.out or default_out()
+    return Config(
+        args.runs, args.seconds, args.warmup, args.idle, out, False, args.budget, workloads, servers
+    )
+
+
+def run(args: Any, stream: IO[str] = sys.stdout) -> int:
+    """Run the benchmark, print the table, write the result files; 1 if a run failed."""
+    from .report import write_results  # noqa: PLC0415 - keeps matplotlib out of server start-up
+
+    try:
+        cfg = config_from(args)
+        results = run_benchmark(cfg, stream)
+    except (ValueError, cbuild.BuildError) as exc:
+        print(f"pike-core bench: {exc}", file=sys.stderr)
+        return 2
+    table = write_results(results, cfg.out, stream)
+    print(table, file=stream)
+    failed = [r for r in results["runs"] if r.get("error")]
+    for r in failed:
+        print(f"FAILED {r['workload']} on {r['server']}: {r['error']}", file=sys.stderr)
+    return 1 if failed else 0

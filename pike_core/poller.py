@@ -277,9 +277,13 @@ class Poller(abc.ABC):
         :raises RegistrationError: ``transport`` is not registered with this poller.
         :raises TypeError: ``transport`` is not a transport.
         """
-        fd = _fileno_of(transport, "defer_write()")
-        if transport._want_write:
-            return
+        # Inline rather than _fileno_of(): this runs on every would-block send.
+        try:
+            if transport._want_write:
+                return
+            fd = transport._fileno
+        except AttributeError:
+            raise TypeError(f"defer_write() needs a pike_core Transport, got {transport!r}") from None
         if fd is None or self._map.get(fd) is not transport:
             raise RegistrationError(
                 transport,

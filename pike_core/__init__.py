@@ -34,11 +34,12 @@ from .errors import (
 from .hookspecs import hookimpl, hookspec
 from .poller import Poller
 from .timers import TimerHandle
-from .transport import Transport
+from .transport import AcceptedSocket, Transport
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "ENV_VAR",
+    "AcceptedSocket",
     "BackendError",
     "BackendRegistry",
     "BackendSpec",

@@ -8,12 +8,13 @@ failed connect is reported and its transport closed, never left registered.
 
 from __future__ import annotations
 
+import _socket
 import errno
 import logging
 import os
 import socket
 import sys
-from typing import Any, Final, Optional, Tuple, Union
+from typing import Any, Callable, Final, Optional, Tuple, Union, cast
 
 from . import events
 from .discovery import default_poller
@@ -55,8 +56,29 @@ MIN_ACCEPT_BACKOFF = 0.05
 MAX_ACCEPT_BACKOFF = 1.0
 
 Address = Any
+
+
+# socket.socket's family and type properties make an IntEnum at each read; the C
+# members underneath give the plain ints a new socket object needs.
+def _raw_member(name: str) -> Callable[[socket.socket], int]:
+    return cast(Callable[[socket.socket], int], getattr(_socket.socket, name).__get__)
+
+
+_FAMILY: Final = _raw_member("family")
+_TYPE: Final = _raw_member("type")
+_PROTO: Final = _raw_member("proto")
+#: ``Transport.addr`` of an accepted connection until someone reads it.
+_ASK_SOCKET: Final = object()
 #: What :meth:`Transport.send` takes.
 Buffer = Union[bytes, bytearray, memoryview]
+
+
+class AcceptedSocket(socket.socket):
+    """The socket :meth:`Transport.accept` returns: a plain ``socket.socket`` whose class
+    records that it came connected from ``accept()``, so a Transport adopting it needs no
+    system call to learn that."""
+
+    __slots__ = ()
 
 
 class Transport:
@@ -78,6 +100,7 @@ class Transport:
         "__dict__",
         "__weakref__",
         "_accept_backoff",
+        "_addr",
         "_broken",
         "_close_notified",
         "_close_when_flushed",
@@ -87,7 +110,6 @@ class Transport:
         "_want_write",
         "_wbuf",
         "accepting",
-        "addr",
         "connected",
         "connecting",
         "family_and_type",
@@ -104,7 +126,7 @@ class Transport:
             raise TypeError(f"alternate_poller must be a pike_core Poller, got {alternate_poller!r}")
         self.poller: Poller = alternate_poller
         self.socket: Optional[socket.socket] = None
-        self.addr: Address = None
+        self._addr: Address = None
         self.connected = False
         self.connecting = False
         self.accepting = False
@@ -115,18 +137,45 @@ class Transport:
         self._close_notified = False
         self._broken = False
         self._accept_backoff = 0.0
-        self._wbuf = bytearray()
+        # Made by the first write() that has to keep bytes: most connections never do.
+        self._wbuf: Optional[bytearray] = None
         self._drain_wanted = False
         self._close_when_flushed = False
         if sock is not None:
             self.set_socket(sock)
+            if sock.__class__ is AcceptedSocket:
+                # Connected by definition (a reset since is reported by the first read),
+                # and its address is only looked up if asked for: the syscall and the
+                # ~150 bytes per connection are saved where nobody needs them.
+                self.connected = True
+                self._addr = _ASK_SOCKET
+                return
             try:
-                self.addr = sock.getpeername()
+                self._addr = sock.getpeername()
                 self.connected = True
             except OSError as exc:
                 if exc.errno not in (errno.ENOTCONN, errno.EINVAL):
                     self.close()
                     raise
+
+    @property
+    def addr(self) -> Address:
+        """The peer's address once connecting or connected, the bound address of a
+        listener, else None.  For a socket from :meth:`accept` it is asked of the socket
+        when first read, and None if the connection was reset before that."""
+        addr = self._addr
+        if addr is _ASK_SOCKET:
+            sock = self.socket
+            try:
+                addr = sock.getpeername() if sock is not None else None
+            except OSError:
+                addr = None
+            self._addr = addr
+        return addr
+
+    @addr.setter
+    def addr(self, value: Address) -> None:
+        self._addr = value
 
     # --- the socket -----------------------------------------------------------------
 
@@ -288,12 +337,13 @@ class Transport:
         called, and accepting resumes after a back-off that doubles up to
         :data:`MAX_ACCEPT_BACKOFF` seconds while the condition lasts.
 
-        :returns: ``(socket, address)``, or None when none is pending (or accepting
-            is paused).
+        :returns: ``(socket, address)`` with the socket an :class:`AcceptedSocket`, or
+            None when none is pending (or accepting is paused).
         :raises OSError: accept failed for another reason.
         """
+        listener = self._open_socket("accept()")
         try:
-            conn, addr = self._open_socket("accept()").accept()
+            fd, addr = listener._accept()  # type: ignore[attr-defined]
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return None
         except OSError as exc:
@@ -302,7 +352,9 @@ class Transport:
             self._pause_accepting(exc)
             return None
         self._accept_backoff = 0.0
-        return conn, addr
+        # What socket.accept() does, without reading the listener's family and type
+        # through their enum-making properties on every connection.
+        return AcceptedSocket(_FAMILY(listener), _TYPE(listener), _PROTO(listener), fd), addr
 
     def _pause_accepting(self, exc: OSError) -> None:
         self._accept_backoff = min(max(self._accept_backoff * 2, MIN_ACCEPT_BACKOFF), MAX_ACCEPT_BACKOFF)
@@ -408,7 +460,7 @@ class Transport:
             raise exc
         # Otherwise close_when_done would wait forever for a flush that cannot happen,
         # holding the descriptor.
-        self._wbuf.clear()
+        self._drop_buffer()
         self._broken = True
         self._peer_gone()
 
@@ -459,10 +511,11 @@ class Transport:
             raise TypeError(
                 f"write() on {self!r} needs a bytes-like object, got {type(data).__name__}"
             ) from None
-        if len(buf) + view.nbytes > self.write_limit:
+        waiting = len(buf) if buf else 0
+        if waiting + view.nbytes > self.write_limit:
             raise WriteBufferFullError(
                 self,
-                f"{self!r}: write of {view.nbytes} bytes refused: {len(buf)} bytes already wait for a "
+                f"{self!r}: write of {view.nbytes} bytes refused: {waiting} bytes already wait for a "
                 f"peer that is not reading and the limit is {self.write_limit} (write_limit); "
                 "wait for handle_drain before writing more",
             )
@@ -478,7 +531,10 @@ class Transport:
         if self._closed or self._broken:
             return False
         buf = self._wbuf
-        buf += view
+        if buf is None:
+            buf = self._wbuf = bytearray(view)
+        else:
+            buf += view
         if not self._want_write:
             self.poller.defer_write(self)
         if len(buf) > self.write_high_water:
@@ -489,7 +545,7 @@ class Transport:
     @property
     def write_buffer_size(self) -> int:
         """Bytes given to :meth:`write` that the socket has not taken yet."""
-        return len(self._wbuf)
+        return len(self._wbuf) if self._wbuf else 0
 
     def close_when_done(self) -> None:
         """Close once every byte given to :meth:`write` has been sent."""
@@ -500,18 +556,28 @@ class Transport:
 
     def _flush(self) -> None:
         buf = self._wbuf
+        assert buf is not None
         sent = self.send(buf)
         if self._closed:
             return
         if sent:
             del buf[:sent]
-            if buf and not self._want_write:
+            if not buf:
+                self._wbuf = None
+            elif not self._want_write:
                 self.poller.defer_write(self)
         if not buf and self._close_when_flushed:
             self.close()
         elif self._drain_wanted and len(buf) <= self.write_low_water:
             self._drain_wanted = False
             self.handle_drain()
+
+    def _drop_buffer(self) -> None:
+        buf = self._wbuf
+        if buf is not None:
+            # Emptied, not just dropped: a _flush under way holds it too.
+            buf.clear()
+            self._wbuf = None
 
     def handle_drain(self) -> None:
         """Callback: after :meth:`write` returned False, the waiting bytes are down to
@@ -540,7 +606,8 @@ class Transport:
         self._closed = True
         self.connected = self.connecting = self.accepting = False
         self._want_write = False
-        self._wbuf.clear()
+        if self._wbuf is not None:
+            self._drop_buffer()
         if self._fileno >= 0 and self.poller.is_registered(self):
             self.poller.unregister(self)
         self._fileno = -1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import struct
 import time
+from typing import Any, List
 
 from pike_core import Poller, Transport
 
@@ -79,3 +80,40 @@ def test_default_handle_read_still_sees_end_of_stream(poller: Poller) -> None:
     b.close()
     run_until(poller, lambda: t.closed, what="EOF through the default handle_read")
     assert closed == [True]
+
+
+class Holder(Listener):
+    """Keeps accepted sockets unadopted, so a test can act on them before wrapping."""
+
+    def __init__(self, poller: Poller) -> None:
+        self.held: List[socket.socket] = []
+        super().__init__(poller, Recorder)
+
+    def handle_accepted(self, sock: socket.socket, addr: Any) -> None:
+        self.held.append(sock)
+
+
+def test_accepted_transport_is_connected_and_knows_its_peer(poller: Poller) -> None:
+    server = Listener(poller, Recorder)
+    with socket.create_connection(server.addr) as client:
+        run_until(poller, lambda: server.accepted, what="the accept")
+        t = server.accepted[0]
+        assert t.connected
+        assert t.addr == client.getsockname()
+        t.close()
+        assert t.addr == client.getsockname()
+
+
+def test_connection_reset_before_it_is_adopted_reaches_handle_close(poller: Poller) -> None:
+    server = Holder(poller)
+    client = socket.create_connection(server.addr)
+    run_until(poller, lambda: server.held, what="the accept")
+    _reset(client)
+    time.sleep(0.05)
+    t = Recorder(poller, server.held[0])
+    # Not taken for a socket that is not connected yet (which would be left unwatched,
+    # holding its descriptor for ever): the reset is the peer going away.
+    run_until(poller, lambda: "close" in t.calls, what="the reset of the adopted socket")
+    assert t.count("close") == 1
+    assert t.errors == []
+    assert t.closed

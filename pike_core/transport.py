@@ -232,11 +232,14 @@ class Transport:
     def _open_socket(self, what: str) -> socket.socket:
         sock = self.socket
         if sock is None or self._fileno < 0:
-            raise OSError(
-                errno.EBADF,
-                f"{what} on {self!r}: it has no open socket (closed, or create_socket() not called)",
-            )
+            raise self._no_socket(what)
         return sock
+
+    def _no_socket(self, what: str) -> OSError:
+        return OSError(
+            errno.EBADF,
+            f"{what} on {self!r}: it has no open socket (closed, or create_socket() not called)",
+        )
 
     # --- client side ----------------------------------------------------------------
 
@@ -409,17 +412,15 @@ class Transport:
         :raises ValueError: ``bufsize`` is negative.
         :raises OSError: the transport is closed, or an error that is not a disconnect.
         """
-        # Exactly int is the common case, tested first: recv runs once per read event.
-        # (bool is refused; int subclasses such as IntEnum are not.)
-        if bufsize.__class__ is not int and (isinstance(bufsize, bool) or not isinstance(bufsize, int)):
-            raise TypeError(f"recv() on {self!r}: bufsize must be an int, got {bufsize!r}")
-        if bufsize < 0:
-            raise ValueError(f"recv() on {self!r}: bufsize must be >= 0, got {bufsize}")
+        # recv runs once per read event: one test passes the common case, and a closed
+        # socket is recognised only once the OS refused it.
+        if bufsize.__class__ is not int or not 0 < bufsize <= MAX_RECV:
+            bufsize = self._recv_size(bufsize)
         sock = self.socket
-        if sock is None or self._fileno < 0:
-            sock = self._open_socket("recv()")
+        if sock is None:
+            raise self._no_socket("recv()")
         try:
-            data = sock.recv(bufsize if bufsize <= MAX_RECV else MAX_RECV)
+            data = sock.recv(bufsize)
         except (BlockingIOError, InterruptedError):
             return b""
         except OSError as exc:
@@ -427,10 +428,21 @@ class Transport:
                 self._broken = True
                 self._peer_gone()
                 return b""
+            if self._fileno < 0:
+                raise self._no_socket("recv()") from None
             raise
         if not data and bufsize:
             self._peer_gone()
         return data
+
+    def _recv_size(self, bufsize: object) -> int:
+        """``bufsize`` checked (bool is refused; int subclasses such as IntEnum are not)
+        and capped at :data:`MAX_RECV`."""
+        if isinstance(bufsize, bool) or not isinstance(bufsize, int):
+            raise TypeError(f"recv() on {self!r}: bufsize must be an int, got {bufsize!r}")
+        if bufsize < 0:
+            raise ValueError(f"recv() on {self!r}: bufsize must be >= 0, got {bufsize}")
+        return min(int(bufsize), MAX_RECV)
 
     def send(self, data: Buffer) -> int:
         """Send as much of ``data`` as the socket takes now.
@@ -442,21 +454,24 @@ class Transport:
         :raises OSError: the transport is closed, or an error that is not a disconnect.
         """
         sock = self.socket
-        if sock is None or self._fileno < 0:
-            sock = self._open_socket("send()")
+        if sock is None:
+            raise self._no_socket("send()")
         try:
             return sock.send(data)
         except (BlockingIOError, InterruptedError):
             self.poller.defer_write(self)
             return 0
         except OSError as exc:
-            self._send_failed(exc)
+            self._send_failed(exc, "send()")
             return 0
 
-    def _send_failed(self, exc: OSError) -> None:
+    def _send_failed(self, exc: OSError, what: str) -> None:
         """Called inside ``except`` when a send raised ``exc``: a disconnect is reported
-        through ``handle_close``, anything else raised again."""
+        through ``handle_close``, anything else raised again (a send on a closed socket
+        as the error ``what`` meets on a transport without one)."""
         if exc.errno not in _DISCONNECTED:
+            if self._fileno < 0:
+                raise self._no_socket(what) from None
             raise exc
         # Otherwise close_when_done would wait forever for a flush that cannot happen,
         # holding the descriptor.
@@ -488,8 +503,8 @@ class Transport:
         :raises OSError: the transport is closed.
         """
         sock = self.socket
-        if sock is None or self._fileno < 0:
-            sock = self._open_socket("write()")
+        if sock is None:
+            raise self._no_socket("write()")
         buf = self._wbuf
         if not buf and data.__class__ is bytes and len(data) <= self.write_limit:
             # The common case (an echo, a request), kept short because it runs once per
@@ -500,11 +515,13 @@ class Transport:
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError as exc:
-                self._send_failed(exc)
+                self._send_failed(exc, "write()")
                 return False
             if sent == len(data):
                 return True
             return self._keep(memoryview(data)[sent:])
+        if self._fileno < 0:
+            raise self._no_socket("write()")
         try:
             view = memoryview(data)
         except TypeError:

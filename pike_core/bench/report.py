@@ -15,6 +15,7 @@ _HEADER = [
     "xuvloop",
     "xasyncio",
     "server CPU",
+    "µs/op user+kernel",
     "loadgen CPU",
     "KiB/idle conn",
 ]
@@ -22,6 +23,10 @@ _HEADER = [
 
 def _num(value: Optional[float], fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
+
+
+def _split(user: Optional[float], kernel: Optional[float]) -> str:
+    return f"{_num(user, '.2f')}+{_num(kernel, '.2f')}"
 
 
 def table_rows(results: Dict[str, Any]) -> List[List[str]]:
@@ -48,6 +53,7 @@ def table_rows(results: Dict[str, Any]) -> List[List[str]]:
                 _num(row["vs_uvloop"], ".2f"),
                 _num(row["vs_asyncio"], ".2f"),
                 _num(row["server_cpu_percent"], ".0f") + "%",
+                _split(row.get("server_user_us_per_op"), row.get("server_sys_us_per_op")),
                 _num(row["loadgen_cpu_percent"], ".0f") + "%",
                 _num(row["rss_kib_per_conn"], ".2f"),
             ]
@@ -70,6 +76,8 @@ def _footer(results: Dict[str, Any]) -> List[str]:
         f"repeated because other processes used > {c['noise_limit_percent']:.0f}% of a core",
         "xC, xuvloop, xasyncio: median over repetitions of the ratio within each repetition (paired: "
         "a slow spell of the machine during one repetition cancels out)",
+        "µs/op user+kernel: the server's CPU time per operation (round trip, chunk, connection) "
+        "in user space and in the kernel: a framework can only change the first",
         "KiB/idle conn: (peak RSS during the idle workload - RSS before) / idle connections, in a fresh "
         "server process: the socket and framework objects, buffers and allocator overhead, not kernel "
         "socket memory",

@@ -115,11 +115,16 @@ def machine_info() -> Dict[str, str]:
     }
 
 
-def _proc_cpu(pid: int) -> float:
-    """Seconds of CPU (user + system) process ``pid`` has used."""
+def _proc_times(pid: int) -> Tuple[float, float]:
+    """Seconds of CPU process ``pid`` has used in user space and in the kernel."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    return int(fields[11]) / _TICK, int(fields[12]) / _TICK
+
+
+def _proc_cpu(pid: int) -> float:
+    """Seconds of CPU (user + system) process ``pid`` has used."""
+    return sum(_proc_times(pid))
 
 
 def _busy() -> float:
@@ -241,15 +246,22 @@ def run_once(
     if workload.many_fds:
         _wait_for_descriptors(server, proc, cfg.idle)
     time.sleep(cfg.warmup)
-    cpu0, busy0, t0 = _proc_cpu(server.pid), _busy(), time.monotonic()
+    (user0, sys0), busy0, t0 = _proc_times(server.pid), _busy(), time.monotonic()
     out, err = proc.communicate()
-    cpu1, busy1, t1 = _proc_cpu(server.pid), _busy(), time.monotonic()
+    (user1, sys1), busy1, t1 = _proc_times(server.pid), _busy(), time.monotonic()
+    cpu0, cpu1 = user0 + sys0, user1 + sys1
     try:
         result: Dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     except (ValueError, IndexError):
         result = {"ops_per_sec": 0.0, "cpu_seconds": 0.0, "error": err.strip() or f"exit {proc.returncode}"}
     wall = t1 - t0
     result["server_cpu_percent"] = (cpu1 - cpu0) / wall * 100
+    # Where the server's time per operation goes: what the framework can change (user)
+    # against the system calls every server makes (kernel).
+    ops = float(result.get("ops_per_sec") or 0.0) * wall
+    if ops:
+        result["server_user_us_per_op"] = (user1 - user0) / ops * 1e6
+        result["server_sys_us_per_op"] = (sys1 - sys0) / ops * 1e6
     lg_cpu = float(result.get("cpu_seconds", 0.0))
     result["loadgen_cpu_percent"] = lg_cpu / float(result.get("seconds") or cfg.seconds) * 100
     result["other_cpu_percent"] = ((busy1 - busy0) - (cpu1 - cpu0) - lg_cpu) / wall * 100
@@ -450,8 +462,10 @@ def summarise(
                 "max": max(ops) if ops else None,
                 "server_cpu_percent": _median([r["server_cpu_percent"] for r in ok]),
                 "loadgen_cpu_percent": _median([r["loadgen_cpu_percent"] for r in ok]),
-                "rss_kib_per_conn": _median([r["rss_kib_per_conn"] for r in ok if "rss_kib_per_conn" in r]),
             }
+            # Measured in some runs only (idle workload, runs that did any operation).
+            for key in ("server_user_us_per_op", "server_sys_us_per_op", "rss_kib_per_conn"):
+                row[key] = _median([r[key] for r in ok if key in r])
             for ref in ("c", "uvloop", "asyncio"):
                 ratios = _paired_ratios(records, w.key, s.key, ref)
                 row[f"vs_{ref}"] = _median(ratios)

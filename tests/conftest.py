@@ -16,6 +16,7 @@ if sys.platform == "win32":
             "load": "sized for Linux descriptor limits (resource module)",
             "reliability": "RLIMIT_NOFILE, fork and /proc (resource module)",
             "compat/test_asyncore_idle.py": "RLIMIT_NOFILE and the C load generator (POSIX)",
+            "test_poll_tiers.py": "poll(2) and RLIMIT_NOFILE (the poll backend, resource module)",
         }
     )
 if sys.platform != "linux":

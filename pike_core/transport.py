@@ -506,7 +506,7 @@ class Transport:
         if sock is None:
             raise self._no_socket("write()")
         buf = self._wbuf
-        if not buf and data.__class__ is bytes and len(data) <= self.write_limit:
+        if not buf and data.__class__ is bytes and (size := len(data)) <= self.write_limit:
             # The common case (an echo, a request), kept short because it runs once per
             # message: nothing waits, so the bytes go straight to the socket (what
             # send() does, without its call).
@@ -517,7 +517,7 @@ class Transport:
             except OSError as exc:
                 self._send_failed(exc, "write()")
                 return False
-            if sent == len(data):
+            if sent == size:
                 return True
             return self._keep(memoryview(data)[sent:])
         if self._fileno < 0:
@@ -640,6 +640,10 @@ class Transport:
 
     def _handle_events(self, mask: int) -> None:
         try:
+            if mask == _READ and self.connected:
+                # Most events: data on an open connection (one comparison, no masking).
+                self.handle_read()
+                return
             if self.connected:
                 if mask & _READ:
                     self.handle_read()

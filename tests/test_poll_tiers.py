@@ -16,6 +16,7 @@ anyway) run tiered, with the whole suite, by::
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
 import os
@@ -29,16 +30,6 @@ import pytest
 from pike_poll.poller import PollPoller
 
 from pike_core import Poller, Transport, events
-from pike_core.conformance import (
-    test_bad_input,
-    test_connect,
-    test_data,
-    test_dispatch,
-    test_faults,
-    test_lifecycle,
-    test_loop,
-    test_write_buffer,
-)
 from pike_core.conformance.support import Recorder, run_until
 from pike_core.timers import clock
 
@@ -387,18 +378,11 @@ def poller() -> Iterator[Poller]:
         instance.close()
 
 
-world = test_bad_input.world
+_SUITE = ("bad_input", "connect", "data", "dispatch", "faults", "lifecycle", "loop", "write_buffer")
+_modules = {name: importlib.import_module(f"pike_core.conformance.test_{name}") for name in _SUITE}
+world = _modules["bad_input"].world
 
-for _module in (
-    test_bad_input,
-    test_connect,
-    test_data,
-    test_dispatch,
-    test_faults,
-    test_lifecycle,
-    test_loop,
-    test_write_buffer,
-):
+for _suite_name, _module in _modules.items():
     for _name, _test in list(vars(_module).items()):
         # Those taking pike_backend make their pollers from the backend's class: see the
         # module docstring for running them tiered.
@@ -407,4 +391,4 @@ for _module in (
             and inspect.isfunction(_test)
             and "pike_backend" not in inspect.signature(_test).parameters
         ):
-            globals()[f"test_tiered_{_module.__name__.rsplit('.test_', 1)[1]}__{_name[5:]}"] = _test
+            globals()[f"test_tiered_{_suite_name}__{_name[5:]}"] = _test

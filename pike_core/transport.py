@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 from typing import Any, Callable, Final, Optional, Tuple, Union, cast
 
 from . import events
@@ -45,6 +46,11 @@ _DISCONNECTED = frozenset(
 #: ``recv`` never asks the OS for more than this at once (a larger request would only
 #: allocate a buffer the kernel cannot fill); it may return fewer bytes in any case.
 MAX_RECV = 1 << 20
+#: Larger ``recv`` sizes are read into a reused buffer and copied out.  ``socket.recv(n)``
+#: allocates n bytes and shrinks them to what arrived; above some 128 KiB glibc hands the
+#: rest back to the OS and the next call faults fresh pages in, so ``recv(256 KiB)`` of a
+#: 1 KiB message costs 22 µs instead of 3 (4 through the buffer).
+DIRECT_RECV = 1 << 16
 _ACCEPTS_PER_EVENT = 32
 # Module globals: one dictionary lookup each on the per-event path.
 _READ: Final = events.READ
@@ -71,6 +77,19 @@ _PROTO: Final = _raw_member("proto")
 _ASK_SOCKET: Final = object()
 #: What :meth:`Transport.send` takes.
 Buffer = Union[bytes, bytearray, memoryview]
+
+
+_per_thread = threading.local()
+
+
+def _recv_copied(sock: socket.socket, size: int) -> bytes:
+    """``sock.recv(size)`` for a large ``size`` (see :data:`DIRECT_RECV`), through this
+    thread's buffer: a poller's transports all run on its thread."""
+    try:
+        buffer: memoryview = _per_thread.recv_buffer
+    except AttributeError:
+        buffer = _per_thread.recv_buffer = memoryview(bytearray(MAX_RECV))
+    return bytes(buffer[: sock.recv_into(buffer, size)])
 
 
 class AcceptedSocket(socket.socket):
@@ -414,13 +433,13 @@ class Transport:
         """
         # recv runs once per read event: one test passes the common case, and a closed
         # socket is recognised only once the OS refused it.
-        if bufsize.__class__ is not int or not 0 < bufsize <= MAX_RECV:
+        if bufsize.__class__ is not int or not 0 < bufsize <= DIRECT_RECV:
             bufsize = self._recv_size(bufsize)
         sock = self.socket
         if sock is None:
             raise self._no_socket("recv()")
         try:
-            data = sock.recv(bufsize)
+            data = sock.recv(bufsize) if bufsize <= DIRECT_RECV else _recv_copied(sock, bufsize)
         except (BlockingIOError, InterruptedError):
             return b""
         except OSError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
@@ -34,6 +35,30 @@ def test_peer_close_reaches_handle_close(poller: Poller) -> None:
     b.close()
     run_until(poller, lambda: t.closed, what="EOF to reach handle_close")
     assert bytes(t.received) == b"last words"
+    assert t.count("close") == 1
+    assert "error" not in t.calls
+
+
+@pytest.mark.parametrize("read_size", [1, 65536, 65537, 262144, 1 << 20, 1 << 40])
+def test_every_read_size_gets_the_bytes_exactly_then_end_of_stream(poller: Poller, read_size: int) -> None:
+    # Sizes above 64 KiB take another path inside recv() (a reused buffer, copied out).
+    a, b = connected_pair()
+    t = Recorder(poller, a)
+    t.read_size = read_size
+    payload = os.urandom(300_000 if read_size > 1 else 3_000)
+    unsent = memoryview(payload)
+
+    def feed_until_closed() -> bool:
+        nonlocal unsent
+        if unsent:
+            with contextlib.suppress(BlockingIOError):
+                unsent = unsent[b.send(unsent) :]
+            if not unsent:
+                b.close()
+        return t.closed
+
+    run_until(poller, feed_until_closed, what=f"{len(payload)} bytes and EOF through recv({read_size})")
+    assert bytes(t.received) == payload
     assert t.count("close") == 1
     assert "error" not in t.calls
 

@@ -13,7 +13,7 @@ installed, so none runs inside the measured loop).  KIND is
 
 Every server echoes with its framework's buffered write (``Transport.write``,
 ``asyncio.Transport.write``), sets TCP_NODELAY on accepted connections (asyncio does so
-by itself), reads up to about 256 KiB at once and listens with the same backlog.
+by itself) and listens with the same backlog.
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ from pike_core.poller import Poller
 from pike_core.transport import Transport
 
 BACKLOG = 4096
-#: What asyncio's transports ask of recv() (uvloop's: 256,000 bytes).
-READ_SIZE = 256 * 1024
 HOST = "127.0.0.1"
 
 
@@ -47,7 +45,7 @@ class EchoHandler(Transport):
         # level-triggered backend reports them again meanwhile.)
         if self.full:
             return
-        data = self.recv(READ_SIZE)
+        data = self.recv(65536)
         if data and not self.write(data):
             self.full = True
 

@@ -82,7 +82,19 @@ def _footer(results: Dict[str, Any]) -> List[str]:
         "server process: the socket and framework objects, buffers and allocator overhead, not kernel "
         "socket memory",
         f"CPU with no connections and nothing due: {idle}",
+        *_own_loop_lines(results),
     ]
+
+
+def _own_loop_lines(results: Dict[str, Any]) -> List[str]:
+    """The pluggable dispatch's cost: a backend through the core against its own loop."""
+    pairs: Dict[str, List[str]] = {}
+    for row in results["summary"]:
+        if row.get("vs_own_loop") is not None:
+            pairs.setdefault(f"{row['server']} / {row['own_loop']}", []).append(
+                f"{row['workload']} {row['vs_own_loop']:.2f}"
+            )
+    return [f"{pair} (paired, as the x columns): {', '.join(cells)}" for pair, cells in pairs.items()]
 
 
 def text_table(results: Dict[str, Any]) -> str:

@@ -470,6 +470,11 @@ def summarise(
                 ratios = _paired_ratios(records, w.key, s.key, ref)
                 row[f"vs_{ref}"] = _median(ratios)
                 row[f"vs_{ref}_range"] = [ratios[0], ratios[-1]] if ratios else None
+            # What the core's generic dispatch costs: the same backend under its own loop.
+            own = f"{s.key}-own-loop"
+            if any(other.key == own for other in servers):
+                row["own_loop"] = own
+                row["vs_own_loop"] = _median(_paired_ratios(records, w.key, s.key, own))
             rows.append(row)
     return rows
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import socket
 import struct
 import time
@@ -109,7 +110,8 @@ def test_connection_reset_before_it_is_adopted_reaches_handle_close(poller: Poll
     client = socket.create_connection(server.addr)
     run_until(poller, lambda: server.held, what="the accept")
     _reset(client)
-    time.sleep(0.05)
+    # The reset has arrived once the unadopted socket reads as ready.
+    assert select.select([server.held[0]], [], [], 5)[0], "the reset never arrived"
     t = Recorder(poller, server.held[0])
     # Not taken for a socket that is not connected yet (which would be left unwatched,
     # holding its descriptor for ever): the reset is the peer going away.

@@ -590,9 +590,8 @@ class Transport:
         else:
             self.close()
 
-    def _flush(self) -> None:
-        buf = self._wbuf
-        assert buf is not None
+    def _flush(self, buf: bytearray) -> None:
+        """Send what :meth:`write` keeps in ``buf`` (the transport's write buffer)."""
         sent = self.send(buf)
         if self._closed:
             return
@@ -683,8 +682,9 @@ class Transport:
                 return
             if mask & _WRITE and self._want_write:
                 self.poller.write_delivered(self)
-                if self._wbuf:
-                    self._flush()
+                buf = self._wbuf
+                if buf:
+                    self._flush(buf)
                 else:
                     self.handle_write()
         except _PROPAGATE:

@@ -9,6 +9,7 @@ entry point group; :func:`default_poller` picks one by ``PIKE_POLLER`` or by pri
 from __future__ import annotations
 
 from . import events
+from .backend import MAX_WAIT, Backend
 from .backends import BackendSpec, BackendStatus, Choice
 from .discovery import (
     ENTRY_POINT_GROUP,
@@ -33,13 +34,16 @@ from .errors import (
 )
 from .hookspecs import hookimpl, hookspec
 from .poller import Poller
+from .state import State
 from .timers import TimerHandle
 from .transport import AcceptedSocket, Transport
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "ENV_VAR",
+    "MAX_WAIT",
     "AcceptedSocket",
+    "Backend",
     "BackendError",
     "BackendRegistry",
     "BackendSpec",
@@ -52,6 +56,7 @@ __all__ = [
     "Poller",
     "PollerClosedError",
     "RegistrationError",
+    "State",
     "TimerHandle",
     "Transport",
     "UnknownBackendError",

@@ -6,6 +6,7 @@ import dataclasses
 import importlib
 from typing import FrozenSet, Optional, Type
 
+from .backend import Backend
 from .poller import Poller
 
 
@@ -14,7 +15,7 @@ class BackendSpec:
     """A poller backend, as its plugin's ``pike_poller_backend`` hook describes it.
 
     :param name: the name users pass in ``PIKE_POLLER``; equal to the entry point's name.
-    :param poller: ``"module:ClassName"`` of the :class:`~pike_core.Poller` subclass.
+    :param backend: ``"module:ClassName"`` of the :class:`~pike_core.Backend` subclass.
         The module is imported only when the backend is checked or used, and raises
         ``ImportError`` (with a message saying why) where it cannot run.
     :param priority: the higher, the more preferred when nothing was asked for.
@@ -23,29 +24,39 @@ class BackendSpec:
     """
 
     name: str
-    poller: str
+    backend: str
     priority: int
     capabilities: FrozenSet[str] = frozenset()
     summary: str = ""
 
-    def load(self) -> Type[Poller]:
-        """Import the poller class.
+    def load(self) -> Type[Backend]:
+        """Import the backend class.
 
         :raises ImportError: the backend cannot run on this platform (the message says
-            why), or ``poller`` names a module or class that does not exist.
-        :raises TypeError: ``poller`` names something that is not a Poller subclass.
+            why), or ``backend`` names a module or class that does not exist.
+        :raises TypeError: ``backend`` names something that is not a Backend subclass
+            (a Poller subclass is the contract of pike-core 0.1: the message says how to
+            move to this one).
         """
-        module_name, sep, attr = self.poller.partition(":")
+        module_name, sep, attr = self.backend.partition(":")
         if not sep or not module_name or not attr:
-            raise TypeError(f"backend {self.name!r}: poller must be 'module:ClassName', got {self.poller!r}")
+            raise TypeError(
+                f"backend {self.name!r}: backend must be 'module:ClassName', got {self.backend!r}"
+            )
         module = importlib.import_module(module_name)
         try:
             cls = getattr(module, attr)
         except AttributeError:
             raise ImportError(f"backend {self.name!r}: module {module_name!r} has no {attr!r}") from None
-        if not (isinstance(cls, type) and issubclass(cls, Poller)):
+        if isinstance(cls, type) and issubclass(cls, Poller):
             raise TypeError(
-                f"backend {self.name!r}: {self.poller!r} is {cls!r}, not a pike_core.Poller subclass"
+                f"backend {self.name!r}: {self.backend!r} is a pike_core.Poller subclass, the "
+                "backend contract of pike-core 0.1; since 0.2 a backend subclasses "
+                "pike_core.Backend (see 'Shipping your own poller' in pike-core's README)"
+            )
+        if not (isinstance(cls, type) and issubclass(cls, Backend)):
+            raise TypeError(
+                f"backend {self.name!r}: {self.backend!r} is {cls!r}, not a pike_core.Backend subclass"
             )
         return cls
 
@@ -59,13 +70,13 @@ class BackendStatus:
     distribution: Optional[str]
     version: Optional[str]
     spec: Optional[BackendSpec] = None
-    poller_class: Optional[Type[Poller]] = None
+    backend_class: Optional[Type[Backend]] = None
     problem: Optional[str] = None
     broken: bool = False
 
     @property
     def usable(self) -> bool:
-        return self.poller_class is not None
+        return self.backend_class is not None
 
     @property
     def priority(self) -> Optional[int]:

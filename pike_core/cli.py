@@ -54,13 +54,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     choice = _choose(args.poller)
-    poller_class = choice.backend.poller_class
-    assert poller_class is not None
     print(
         f"demo: echo server + {args.clients} clients x {args.messages} round trips of {args.size} B "
         f"over 127.0.0.1 on backend {choice.backend.name!r} ({choice.reason})"
     )
-    with poller_class() as poller:
+    with registry.new_poller(choice.backend.name) as poller:
         result = run_demo(poller, args.clients, args.messages, args.size)
     for failure in result.failures:
         print(f"  FAILED {failure}", file=sys.stderr)

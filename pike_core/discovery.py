@@ -17,6 +17,7 @@ import pluggy
 
 from . import choice as _choice
 from . import hookspecs
+from .backend import Backend
 from .backends import BackendSpec, BackendStatus, Choice
 from .errors import BackendError
 from .poller import Poller
@@ -98,7 +99,7 @@ class BackendRegistry:
             pm.unregister(plugin)
             return broken(f"it calls itself {spec.name!r} but its entry point is named {ep.name!r}")
         try:
-            poller_class = spec.load()
+            backend_class = spec.load()
         except ImportError as exc:
             return BackendStatus(ep.name, dist, version, spec, problem=str(exc))
         except Exception as exc:
@@ -110,7 +111,7 @@ class BackendRegistry:
                 problem=f"broken plugin: {type(exc).__name__}: {exc}",
                 broken=True,
             )
-        return BackendStatus(ep.name, dist, version, spec, poller_class)
+        return BackendStatus(ep.name, dist, version, spec, backend_class)
 
     def backends(self) -> List[BackendStatus]:
         """Every discovered backend, usable or not, sorted by name."""
@@ -136,15 +137,23 @@ class BackendRegistry:
             raise BackendError(f"the pike_choose_backend hooks chose nothing usable (got {result!r})")
         return result
 
+    def new_backend(self, name: Optional[str] = None) -> Backend:
+        """A new backend object: ``name``'s, or the one :meth:`choose` picks.
+
+        :raises BackendError: as :meth:`choose`.
+        :raises OSError: the backend could not open its OS object.
+        """
+        chosen = self.choose([name], "new_poller(name)") if name else self.choose()
+        backend_class = chosen.backend.backend_class
+        assert backend_class is not None
+        return backend_class()
+
     def new_poller(self, name: Optional[str] = None) -> Poller:
         """A new poller on backend ``name``, or on the one :meth:`choose` picks.
 
         :raises BackendError: as :meth:`choose`.
         """
-        chosen = self.choose([name], "new_poller(name)") if name else self.choose()
-        poller_class = chosen.backend.poller_class
-        assert poller_class is not None
-        return poller_class()
+        return Poller(self.new_backend(name))
 
 
 registry = BackendRegistry()

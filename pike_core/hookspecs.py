@@ -20,7 +20,7 @@ def pike_poller_backend() -> BackendSpec:
     """Describe the backend this plugin provides.
 
     Called once per plugin, at the first discovery in the process.  Must be cheap and
-    must not import platform-specific modules: :attr:`BackendSpec.poller` is imported
+    must not import platform-specific modules: :attr:`BackendSpec.backend` is imported
     later, and its ``ImportError`` marks the backend as unusable here.
 
     :returns: a :class:`BackendSpec` whose ``name`` equals the entry point's name.

@@ -1,41 +1,38 @@
-"""The Poller contract, and the bookkeeping and dispatch every backend shares.
+"""The Poller: the loop, the user's API, and the interest of every descriptor.
 
-A backend subclasses :class:`Poller` and implements only the OS primitives (``os_open``,
-``os_register``, ``os_modify``, ``os_unregister``, ``os_wait``, ``os_close``).  Which
-transport owns a descriptor, write interest, timers, cross-thread calls, and the rules of
-dispatch live here, once, so every backend behaves the same and the conformance suite
-judges them all by one standard.
+A poller *has* a :class:`~pike_core.backend.Backend` (the OS primitives) and keeps the
+rest once, for every backend: which channel owns a descriptor and what it wants (one
+:class:`~pike_core.interest.Interest` record each, applied to the backend as a diff),
+timers, cross-thread calls, stopping, and the rules of dispatch.
 """
 
 from __future__ import annotations
 
-import abc
 import collections
 import logging
 import math
 import os
-import socket
 import threading
 import weakref
 from typing import (
     TYPE_CHECKING,
     Any,
     Callable,
-    ClassVar,
-    Collection,
     Deque,
     Dict,
     Final,
     List,
     Optional,
     Protocol,
-    Set,
     Tuple,
     Type,
+    Union,
 )
 
 from . import events
+from .backend import MAX_WAIT, Backend
 from .errors import CapacityError, PollerClosedError, RegistrationError
+from .interest import Interest
 from .timers import CLOCK_RESOLUTION, TimerHandle, TimerQueue, clock
 from .waker import Waker
 
@@ -45,146 +42,112 @@ if TYPE_CHECKING:
 logger = logging.getLogger("pike_core")
 
 _PROPAGATE = (KeyboardInterrupt, SystemExit)
+#: The types a timeout may have without a closer look (bool is an int, and refused there).
+_SECONDS: Final = (int, float)
 
 
 class Channel(Protocol):
-    """What a poller keeps per descriptor: a transport, or the poller's own waker."""
+    """What a poller dispatches to: a transport, the poller's waker, or the asyncore layer.
+
+    The poller sets ``_rec`` to the channel's record on :meth:`Poller.register` and to
+    None on :meth:`Poller.unregister`.
+    """
 
     _fileno: int
-    _want_write: bool
+    _rec: Optional[Interest]
+
+    def _wanted(self) -> int:
+        """The events the channel wants now (0: none)."""
 
     def _handle_events(self, mask: int) -> None: ...
 
     def close(self) -> None: ...
 
 
-#: The types a timeout may have without a closer look (bool is an int, and refused there).
-_SECONDS: Final = (int, float)
-
-
-def _check_timeout(timeout: Optional[float], what: str) -> None:
+def _check_timeout(timeout: Optional[float], what: str) -> Optional[float]:
+    """``timeout`` checked; infinity means no limit (None)."""
     if timeout is None:
-        return
+        return None
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise TypeError(f"{what} timeout must be a number of seconds or None, got {timeout!r}")
     if math.isnan(timeout) or timeout < 0:
         raise ValueError(f"{what} timeout must be >= 0 seconds or None (no limit), got {timeout!r}")
+    return None if timeout == math.inf else timeout
 
 
-def _fileno_of(transport: Channel, what: str) -> Optional[int]:
+def _fileno_of(channel: Channel, what: str) -> int:
     try:
-        return transport._fileno
+        return channel._fileno
     except AttributeError:
-        raise TypeError(f"{what} needs a pike_core Transport, got {transport!r}") from None
+        raise TypeError(f"{what} needs a pike_core Transport, got {channel!r}") from None
 
 
-class Poller(abc.ABC):
+#: Which poller watches each descriptor, across pollers: one socket must not be
+#: registered twice, which the OS does not always refuse.
+_watched_by: Dict[int, Poller] = {}
+
+
+class Poller:
     """Waits for socket events and dispatches them to registered transports.
 
-    Subclasses implement the OS primitives below; everything public is implemented here.
     All methods belong to the thread that runs :meth:`poll` / :meth:`loop`, except
-    :meth:`call_soon_threadsafe` and :meth:`stop`, which are safe from any thread.
+    :meth:`call_soon_threadsafe`, :meth:`wake` and :meth:`stop`, which are safe from any
+    thread at any time.
+
+    :param backend: the OS mechanism: a :class:`~pike_core.backend.Backend`, the name of
+        an installed one, or None for the one ``PIKE_POLLER`` or priority chooses.
+    :raises BackendError: ``backend`` names nothing usable here; the message says why.
+    :raises TypeError: ``backend`` is neither a Backend, a name nor None.
     """
 
-    #: The backend's name, as listed by discovery and accepted by ``PIKE_POLLER``.
-    name: ClassVar[str] = "abstract"
+    def __init__(self, backend: Union[Backend, str, None] = None) -> None:
+        if backend is None or isinstance(backend, str):
+            from .discovery import registry  # noqa: PLC0415 - discovery imports this module
 
-    def __init__(self) -> None:
-        self._map: Dict[int, Channel] = {}
-        # Descriptors registered since the last OS wait returned: an event in the current
-        # batch for one of them belongs to the previous owner of that number.
-        self._fresh: Set[int] = set()
-        # Registered descriptors the OS is not watching for now (see pause()).
-        self._paused: Set[int] = set()
+            backend = registry.new_backend(backend)
+        elif not isinstance(backend, Backend):
+            raise TypeError(
+                f"Poller(backend) needs a pike_core.Backend, a backend name or None, got {backend!r}"
+            )
+        self._backend = backend
+        self._supported = backend.supported
+        self._records: Dict[int, Interest] = {}
+        # Records whose OS interest may be out of line, applied before the next wait.
+        self._dirty: List[Interest] = []
+        # Incremented by every wait: a record made since a wait began gets none of its events.
+        self._epoch = 0
         self._timers = TimerQueue()
         self._timer_heap = self._timers.heap
         self._ready: Deque[Tuple[Callable[..., object], Tuple[Any, ...]]] = collections.deque()
         self._stopping = False
         self._closed = False
         self._close_lock = threading.Lock()
-        self.os_open()
-        self._waker = Waker()
-        self.os_register(self._waker._fileno, events.READ)
-        self._map[self._waker._fileno] = self._waker
+        self._waker: Optional[Waker] = None
+        if not backend.has_wake:
+            self._waker = Waker()
+            self.register(self._waker)
         _live_pollers.add(self)
 
-    # --- the OS primitives a backend implements -----------------------------------
+    @property
+    def backend(self) -> Backend:
+        """The OS mechanism this poller waits on."""
+        return self._backend
 
-    @abc.abstractmethod
-    def os_open(self) -> None:
-        """Create the OS polling object.  Called once, from ``__init__``.
-
-        :raises OSError: the OS refused (for example out of descriptors).
-        """
-
-    @abc.abstractmethod
-    def os_register(self, fd: int, mask: int) -> None:
-        """Start watching ``fd`` for the :mod:`pike_core.events` bits in ``mask``.
-
-        :param fd: a descriptor not watched yet.
-        :param mask: ``READ``, optionally with ``WRITE``.
-        :raises CapacityError: the mechanism cannot watch this descriptor.
-        :raises OSError: the OS refused.
-        """
-
-    @abc.abstractmethod
-    def os_modify(self, fd: int, mask: int) -> None:
-        """Change the interest of a watched ``fd`` to ``mask``.
-
-        :raises OSError: the OS refused.
-        """
-
-    @abc.abstractmethod
-    def os_unregister(self, fd: int) -> None:
-        """Stop watching ``fd``.  Called while the descriptor is still open.
-
-        :raises OSError: the OS refused.
-        """
-
-    @abc.abstractmethod
-    def os_wait(self, timeout: Optional[float]) -> Collection[Tuple[int, int]]:
-        """Block until an event or for at most ``timeout`` seconds (None: no limit).
-
-        :returns: a sized collection (list, tuple, ``dict.items()``) of ``(fd, mask)``
-            pairs, at most one per descriptor, with ``mask`` made of
-            :mod:`pike_core.events` bits; ``ERROR`` and ``HANGUP`` are reported even when
-            only ``READ`` was asked for.  Empty when the time ran out.
-        :raises OSError: the OS wait failed.
-        """
-
-    @abc.abstractmethod
-    def os_close(self) -> None:
-        """Release the OS polling object.  Called once, from :meth:`close`."""
-
-    # --- connecting: hooks for backends whose OS connects by completion -----------------
-
-    def start_connect(self, sock: socket.socket, address: Any) -> int:
-        """Begin a non-blocking connect of ``sock`` (registered here) to ``address``.
-
-        The default is ``sock.connect_ex(address)``; the verdict arrives as a ``WRITE``
-        event.  A backend whose OS reports connects by completion (IOCP) overrides this
-        and :meth:`connect_error` together.
-
-        :returns: 0 when connected at once, an errno meaning "in progress", or the errno
-            of an immediate failure, as ``socket.connect_ex`` does.
-        """
-        return sock.connect_ex(address)
-
-    def connect_error(self, sock: socket.socket) -> int:
-        """The outcome of the connect begun by :meth:`start_connect`, once its ``WRITE``
-        event came: 0 for success, else the errno.  The default reads ``SO_ERROR``."""
-        return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    @property
+    def name(self) -> str:
+        """The backend's name (``"epoll"``, ``"select"``...)."""
+        return self._backend.name
 
     # --- registration ---------------------------------------------------------------
 
     def register(self, transport: Channel) -> None:
-        """Watch ``transport``'s socket for reading (and writing, if it asked to).
-
-        Registering a transport that is already registered here does nothing.
+        """Watch ``transport``'s socket for what it wants (reading, writing, or nothing
+        yet: a socket neither connected nor listening is watched from ``connect()`` or
+        ``listen()`` on).  Registering a transport registered here already does nothing.
 
         :raises PollerClosedError: the poller is closed.
-        :raises RegistrationError: the transport has no open socket, or another
-            transport holds the same descriptor here.
+        :raises RegistrationError: the transport has no open socket, or its socket is
+            registered already (to another transport, or with another poller).
         :raises CapacityError: this backend cannot watch the descriptor.
         :raises TypeError: ``transport`` is not a transport.
         """
@@ -196,22 +159,36 @@ class Poller(abc.ABC):
                 transport,
                 f"{transport!r} has no open socket; call create_socket() or set_socket() first",
             )
-        current = self._map.get(fd)
-        if current is transport:
-            return
+        current = self._records.get(fd)
         if current is not None:
+            if current.channel is transport:
+                return
             raise RegistrationError(
                 transport,
                 f"cannot register {transport!r}: descriptor {fd} is already registered "
-                f"to {current!r}; close that one first",
+                f"to {current.channel!r}; close that one first",
             )
+        other = _watched_by.get(fd)
+        if other is not None and other is not self and not other._closed and fd in other._records:
+            raise RegistrationError(
+                transport,
+                f"cannot register {transport!r}: its socket (descriptor {fd}) is registered "
+                f"with another poller, {other!r}, to {other._records[fd].channel!r}; "
+                "one socket can belong to one transport only",
+            )
+        rec = Interest(fd, transport, transport._wanted(), self._epoch)
+        mask = rec.want & self._supported
         try:
-            self.os_register(fd, events.READ | events.WRITE if transport._want_write else events.READ)
+            self._backend.admit(fd)
+            if mask:
+                self._backend.register(fd, mask)
         except CapacityError as exc:
             raise CapacityError(transport, f"cannot register {transport!r}: {exc}") from None
+        rec.os = mask
         # Only once the OS took it, so a refusal leaves no trace of the transport here.
-        self._map[fd] = transport
-        self._fresh.add(fd)
+        self._records[fd] = rec
+        _watched_by[fd] = self
+        transport._rec = rec
 
     def unregister(self, transport: Channel) -> None:
         """Stop watching ``transport``; call it before its socket is closed.
@@ -220,35 +197,99 @@ class Poller(abc.ABC):
         :raises TypeError: ``transport`` is not a transport.
         """
         fd = _fileno_of(transport, "unregister()")
-        if fd is None or self._map.get(fd) is not transport:
+        rec = self._records.get(fd) if fd is not None else None
+        if rec is None or rec.channel is not transport:
             raise RegistrationError(transport, f"{transport!r} is not registered with {self!r}")
-        del self._map[fd]
-        if fd in self._paused:
-            self._paused.discard(fd)
-        elif not self._closed:
-            self.os_unregister(fd)
+        del self._records[fd]
+        if _watched_by.get(fd) is self:
+            del _watched_by[fd]
+        transport._rec = None
+        if rec.os:
+            rec.os = 0
+            self._backend.unregister(fd)
+
+    def _changed(self, rec: Interest) -> None:
+        """Bring the OS in line with ``rec`` (core use, after ``want`` or ``held`` changed).
+
+        A descriptor the OS does not watch yet is registered at once, so that a refusal
+        (``CapacityError``, ``OSError``) reaches the caller that asked for the events;
+        every other change waits for the next wait, so that changes made back and forth
+        within one dispatch cost one backend call, or none.
+        """
+        mask = 0 if rec.held else rec.want & self._supported
+        if mask == rec.os or rec.failure is not None:
+            return
+        if not rec.os:
+            try:
+                self._backend.register(rec.fd, mask)
+            except CapacityError as exc:
+                raise CapacityError(rec.channel, f"cannot watch {rec.channel!r}: {exc}") from None
+            rec.os = mask
+        elif not rec.dirty:
+            rec.dirty = True
+            self._dirty.append(rec)
+
+    def _apply(self) -> List[Tuple[int, int]]:
+        """Apply the pending interest changes.
+
+        :returns: ``(fd, INVALID)`` for each descriptor the backend refused to change:
+            it no longer watches it (closed behind the poller's back, most likely).
+        """
+        refused: List[Tuple[int, int]] = []
+        records = self._records
+        backend = self._backend
+        for rec in self._dirty:
+            rec.dirty = False
+            if records.get(rec.fd) is not rec or rec.failure is not None:
+                continue
+            mask = 0 if rec.held else rec.want & self._supported
+            if mask == rec.os:
+                continue
+            try:
+                if mask:
+                    backend.modify(rec.fd, mask)
+                else:
+                    backend.unregister(rec.fd)
+            except OSError as exc:
+                rec.failure = exc
+                rec.os = 0
+                refused.append((rec.fd, events.INVALID))
+                continue
+            rec.os = mask
+        self._dirty.clear()
+        return refused
 
     def pause(self, transport: Channel) -> None:
-        """Stop watching ``transport``'s socket for now, keeping it registered (it stays
-        in :meth:`transports` and is closed with the poller).  Harmless when repeated.
+        """Stop watching ``transport``'s socket for now, whatever it wants, keeping it
+        registered (it stays in :meth:`transports` and is closed with the poller).
+        Harmless when repeated; :meth:`resume` undoes it.
 
         :raises RegistrationError: ``transport`` is not registered with this poller.
         """
-        fd = _fileno_of(transport, "pause()")
-        if fd is None or self._map.get(fd) is not transport:
-            raise RegistrationError(transport, f"pause({transport!r}): it is not registered with {self!r}")
-        if fd not in self._paused:
-            self.os_unregister(fd)
-            self._paused.add(fd)
+        rec = self._record_of(transport, "pause()")
+        if not rec.held:
+            rec.held = True
+            self._changed(rec)
 
     def resume(self, transport: Channel) -> None:
-        """Watch a paused transport's socket again, with the interest it has now.
-        Does nothing for a transport that is not paused."""
-        fd = transport._fileno
-        if fd in self._paused:
-            self.os_register(fd, events.READ | events.WRITE if transport._want_write else events.READ)
-            self._paused.discard(fd)
-            self._fresh.add(fd)
+        """Watch a paused transport's socket again, for exactly what it wants now.
+        Does nothing for a transport that is not paused.
+
+        :raises RegistrationError: ``transport`` is not registered with this poller.
+        """
+        rec = self._record_of(transport, "resume()")
+        if rec.held:
+            rec.held = False
+            self._changed(rec)
+
+    def _record_of(self, transport: Channel, what: str) -> Interest:
+        fd = _fileno_of(transport, what)
+        rec = self._records.get(fd) if fd is not None else None
+        if rec is None or rec.channel is not transport:
+            raise RegistrationError(
+                transport, f"{what[:-2]}({transport!r}): it is not registered with {self!r}"
+            )
+        return rec
 
     def add_channel(self, transport: Channel) -> None:
         """The original pike name of :meth:`register`."""
@@ -261,13 +302,14 @@ class Poller(abc.ABC):
     def is_registered(self, transport: Channel) -> bool:
         """Whether ``transport`` is registered with this poller."""
         fd = _fileno_of(transport, "is_registered()")
-        return fd is not None and self._map.get(fd) is transport
+        rec = self._records.get(fd) if fd is not None else None
+        return rec is not None and rec.channel is transport
 
     @property
     def connections(self) -> Dict[int, Channel]:
         """A snapshot of the registered transports by descriptor (the pike attribute)."""
         waker = self._waker
-        return {fd: t for fd, t in self._map.items() if t is not waker}
+        return {fd: rec.channel for fd, rec in self._records.items() if rec.channel is not waker}
 
     def defer_write(self, transport: Channel) -> None:
         """Ask for exactly one ``handle_write`` callback when the socket can take data.
@@ -277,27 +319,19 @@ class Poller(abc.ABC):
         :raises RegistrationError: ``transport`` is not registered with this poller.
         :raises TypeError: ``transport`` is not a transport.
         """
-        # Inline rather than _fileno_of(): this runs on every would-block send.
         try:
-            if transport._want_write:
-                return
+            request = transport._request_write  # type: ignore[attr-defined]
             fd = transport._fileno
         except AttributeError:
             raise TypeError(f"defer_write() needs a pike_core Transport, got {transport!r}") from None
-        if fd is None or self._map.get(fd) is not transport:
+        rec = self._records.get(fd) if fd is not None else None
+        if rec is None or rec.channel is not transport:
             raise RegistrationError(
                 transport,
                 f"defer_write({transport!r}): it is not registered with {self!r} "
                 "(closed, or never given a socket)",
             )
-        if fd not in self._paused:
-            self.os_modify(fd, events.READ | events.WRITE)
-        transport._want_write = True
-
-    def write_delivered(self, transport: Channel) -> None:
-        """Drop write interest after the one callback it was armed for (core use)."""
-        transport._want_write = False
-        self.os_modify(transport._fileno, events.READ)
+        request()
 
     # --- timers and callbacks -------------------------------------------------------
 
@@ -345,11 +379,21 @@ class Poller(abc.ABC):
                 raise PollerClosedError(self)
             # deque.append is atomic, so the loop thread needs no lock to pop.
             self._ready.append((callback, args))
-            self.wake()
+            self._wake()
 
     def wake(self) -> None:
-        """Interrupt the OS wait (or the next one).  Safe from any thread."""
-        self._waker.wake()
+        """Interrupt the OS wait (or the next one).  Safe from any thread; does nothing
+        once the poller is closed."""
+        with self._close_lock:
+            if not self._closed:
+                self._wake()
+
+    def _wake(self) -> None:
+        # Called with _close_lock held, so close() cannot release the waker meanwhile.
+        if self._waker is not None:
+            self._waker.wake()
+        else:
+            self._backend.wake()
 
     def handle_callback_error(self, callback: object) -> None:
         """Called inside ``except`` when a timer or a queued callback raised.
@@ -365,31 +409,35 @@ class Poller(abc.ABC):
         timers and queued callbacks.  The wait ends early at the next timer, and does
         not happen while callbacks are queued.
 
-        :param timeout: seconds, or None to wait for the first event or timer.
+        :param timeout: seconds, or None (or infinity) to wait for the first event or timer.
         :returns: the number of events the OS reported.
         :raises ValueError: ``timeout`` is negative or NaN.
         :raises PollerClosedError: the poller is closed.
         """
         if self._closed:
             raise PollerClosedError(self)
-        if timeout is not None and (timeout.__class__ not in _SECONDS or not timeout >= 0):
-            _check_timeout(timeout, "poll")
+        if timeout is not None and (timeout.__class__ not in _SECONDS or not 0 <= timeout <= MAX_WAIT):
+            timeout = _check_timeout(timeout, "poll")
+            if timeout is not None:
+                timeout = MAX_WAIT
         if self._ready:
             timeout = 0.0
         elif self._timer_heap:
             due = self._timers.next_delay(clock())
             if due is not None and (timeout is None or due < timeout):
-                timeout = due
-        fresh = self._fresh
-        fresh.clear()
-        batch = self.os_wait(timeout)
-        # The hot path: per event one dict lookup and one bound-method call.
-        get = self._map.get
+                timeout = min(due, MAX_WAIT)
+        refused = self._apply() if self._dirty else None
+        self._epoch = epoch = self._epoch + 1
+        batch = self._backend.wait(timeout)
+        if refused:
+            batch = [*batch, *refused]
+        # The hot path: per event one dict lookup, one comparison and one method call.
+        get = self._records.get
         for fd, mask in batch:
-            channel = get(fd)
-            if channel is None or (fresh and fd in fresh):
+            rec = get(fd)
+            if rec is None or rec.epoch >= epoch:
                 continue
-            channel._handle_events(mask)
+            rec.channel._handle_events(mask)
         if self._timer_heap:
             self._run_timers()
         if self._ready:
@@ -429,7 +477,7 @@ class Poller(abc.ABC):
         :raises ValueError: a negative ``timeout`` or ``count``.
         :raises PollerClosedError: the poller is closed.
         """
-        _check_timeout(timeout, "loop")
+        timeout = _check_timeout(timeout, "loop")
         if count is not None:
             if isinstance(count, bool) or not isinstance(count, int):
                 raise TypeError(f"loop count must be an int or None, got {count!r}")
@@ -462,8 +510,7 @@ class Poller(abc.ABC):
         """Make :meth:`loop` return after the current iteration.  Safe from any thread;
         called before :meth:`loop`, it makes the next loop poll once without waiting."""
         self._stopping = True
-        if not self._closed:
-            self.wake()
+        self.wake()
 
     # --- lifetime -------------------------------------------------------------------
 
@@ -474,16 +521,24 @@ class Poller(abc.ABC):
         (a kqueue is not inherited at all); changing interest or waking through them would
         disturb the parent.  Dropping the child's copies leaves the parent untouched.
         """
-        old = self._waker
-        del self._map[old._fileno]
-        self.os_open()
-        self._waker = Waker()
-        old.close()
-        for fd, channel in self._map.items():
-            if fd not in self._paused:
-                self.os_register(fd, events.READ | events.WRITE if channel._want_write else events.READ)
-        self.os_register(self._waker._fileno, events.READ)
-        self._map[self._waker._fileno] = self._waker
+        self._backend = self._backend.after_fork()
+        old_waker = self._waker
+        if old_waker is not None:
+            del self._records[old_waker._fileno]
+            if _watched_by.get(old_waker._fileno) is self:
+                del _watched_by[old_waker._fileno]
+            old_waker.close()
+        for rec in self._records.values():
+            rec.dirty = False
+            rec.os = 0
+            mask = 0 if rec.held or rec.failure is not None else rec.want & self._supported
+            if mask:
+                self._backend.register(rec.fd, mask)
+                rec.os = mask
+        self._dirty.clear()
+        if old_waker is not None:
+            self._waker = Waker()
+            self.register(self._waker)
 
     @property
     def closed(self) -> bool:
@@ -502,12 +557,16 @@ class Poller(abc.ABC):
             transport.close()
         with self._close_lock:
             self._closed = True
-        self._map.clear()
+        waker = self._waker
+        if waker is not None and self.is_registered(waker):
+            self.unregister(waker)
+        self._records.clear()
+        self._dirty.clear()
         self._timers.clear()
         self._ready.clear()
-        self.os_unregister(self._waker._fileno)
-        self._waker.close()
-        self.os_close()
+        if waker is not None:
+            waker.close()
+        self._backend.close()
 
     def __enter__(self) -> Poller:
         return self
@@ -521,7 +580,8 @@ class Poller(abc.ABC):
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{len(self._map) - 1} transports"
+        count = len(self._records) - (self._waker is not None)
+        state = "closed" if self._closed else f"{count} transports"
         return f"<{type(self).__name__} {self.name!r} {state}>"
 
 

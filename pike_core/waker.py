@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from typing import Final, final
+from typing import TYPE_CHECKING, Final, Optional, final
+
+from . import events
+
+if TYPE_CHECKING:
+    from .interest import Interest
 
 _DRAIN_SIZE: Final = 4096
 
@@ -17,14 +22,14 @@ _DRAIN_SIZE: Final = 4096
 class Waker:
     """Registered with a poller like a transport; :meth:`wake` makes its read end readable."""
 
-    __slots__ = ("_fileno", "_rsock", "_want_write", "_wsock")
+    __slots__ = ("_fileno", "_rec", "_rsock", "_wsock")
 
     def __init__(self) -> None:
         self._rsock, self._wsock = socket.socketpair()
         self._rsock.setblocking(False)
         self._wsock.setblocking(False)
         self._fileno = self._rsock.fileno()
-        self._want_write = False
+        self._rec: Optional[Interest] = None
 
     def fileno(self) -> int:
         return self._fileno
@@ -36,7 +41,14 @@ class Waker:
         with contextlib.suppress(BlockingIOError):
             self._wsock.send(b"\0")
 
+    def _wanted(self) -> int:
+        return events.READ
+
     def _handle_events(self, mask: int) -> None:
+        self.drain()
+
+    def drain(self) -> None:
+        """Consume every wake-up sent so far, so that the read end stops being ready."""
         try:
             while self._rsock.recv(_DRAIN_SIZE):
                 pass

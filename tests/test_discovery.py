@@ -31,12 +31,12 @@ from pike_core import BackendSpec, hookimpl
 
 @hookimpl
 def pike_poller_backend():
-    return BackendSpec(name="{name}", poller="{pkg}.poller:Impl", priority={priority})
+    return BackendSpec(name="{name}", backend="{pkg}.poller:Impl", priority={priority})
 """
 GOOD_POLLER = """
-from pike_select.poller import SelectPoller
+from pike_select.backend import SelectBackend
 
-class Impl(SelectPoller):
+class Impl(SelectBackend):
     name = "{name}"
 """
 ELSEWHERE_POLLER = """
@@ -153,18 +153,21 @@ BROKEN_PLUGINS = {
     ),
     "no_hook": ("VALUE = 1\n", "does not implement the pike_poller_backend hook"),
     "wrong_name": (GOOD_PLUGIN.replace('name="{name}"', 'name="other"'), "calls itself 'other'"),
-    "not_a_poller": (
-        GOOD_PLUGIN,
-        "not a pike_core.Poller subclass",
-    ),
+    "not_a_backend": (GOOD_PLUGIN, "not a pike_core.Backend subclass"),
+    # A poller written against pike-core 0.1's contract is told how to move on.
+    "old_contract": (GOOD_PLUGIN, "the backend contract of pike-core 0.1; since 0.2 a backend subclasses"),
+}
+#: The backend module of the broken plugins that get as far as naming one.
+BROKEN_MODULES = {
+    "not_a_backend": "class Impl:\n    pass\n",
+    "old_contract": "from pike_core import Poller\nclass Impl(Poller):\n    pass\n",
 }
 
 
 @pytest.mark.parametrize("kind", sorted(BROKEN_PLUGINS))
 def test_broken_plugin_is_listed_and_others_work(site: Site, kind: str) -> None:
     plugin, expected = BROKEN_PLUGINS[kind]
-    poller = "class Impl:\n    pass\n" if kind == "not_a_poller" else GOOD_POLLER
-    site.add("aaa_broken", plugin, poller, priority=100)
+    site.add("aaa_broken", plugin, BROKEN_MODULES.get(kind, GOOD_POLLER), priority=100)
     site.add("good", GOOD_PLUGIN)
     registry = site.registry()
     broken, good = registry.backends()

@@ -270,7 +270,7 @@ def test_a_delete_refused_for_a_bad_descriptor_is_reported(refused: Refuse) -> N
 @pytest.mark.skipif(HAS_KQUEUE, reason="this platform has select.kqueue")
 def test_without_kqueue_the_poller_module_refuses_to_import_and_says_why() -> None:
     with pytest.raises(ImportError, match=r"select\.kqueue is missing"):
-        importlib.import_module("pike_kqueue.poller")
+        importlib.import_module("pike_kqueue.backend")
     [status] = [s for s in available_backends() if s.name == "kqueue"]
     assert not status.usable
     assert not status.broken
@@ -283,9 +283,9 @@ needs_kqueue = pytest.mark.skipif(not HAS_KQUEUE, reason="needs select.kqueue (m
 
 @pytest.fixture
 def kqueue_poller() -> Iterator[Poller]:
-    from pike_kqueue.poller import KqueuePoller
+    from pike_kqueue.backend import KqueueBackend
 
-    poller = KqueuePoller()
+    poller = Poller(KqueueBackend())
     try:
         yield poller
     finally:

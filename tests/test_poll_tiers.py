@@ -1,4 +1,4 @@
-"""The poll backend's hot/cold tiers (pike_poll.poller): a busy loop wakes on the recently
+"""The poll backend's hot/cold tiers (pike_poll.backend): a busy loop wakes on the recently
 active descriptors only, cold ones are found by amortised full scans, and an idle loop
 blocks on everything.  Real loopback sockets; the backend's state is inspected, never
 replaced.
@@ -9,8 +9,8 @@ rules as the plain one.  The tests that build pollers from the backend's class (
 stateful and two-poller tests; the 500-connection one tiers at the default threshold
 anyway) run tiered, with the whole suite, by::
 
-    .venv/bin/python -c "import sys, pytest; from pike_poll.poller import PollPoller; \\
-        PollPoller.TIER_MIN = 0; sys.exit(pytest.main(['--pyargs', 'pike_core.conformance', \\
+    .venv/bin/python -c "import sys, pytest; from pike_poll.backend import PollBackend; \\
+        PollBackend.TIER_MIN = 0; sys.exit(pytest.main(['--pyargs', 'pike_core.conformance', \\
         '--pike-poller', 'poll', '-q', '-p', 'no:cacheprovider']))"
 """
 
@@ -27,7 +27,7 @@ import time
 from typing import Collection, Iterator, List, Optional, Set, Tuple
 
 import pytest
-from pike_poll.poller import PollPoller
+from pike_poll.backend import PollBackend
 
 from pike_core import Poller, Transport, events
 from pike_core.conformance.support import Recorder, run_until
@@ -38,7 +38,7 @@ IDLE = 400
 BUSY_PAIRS = 4
 
 
-class Probe(PollPoller):
+class Probe(PollBackend):
     """Counts wake-ups (OS waits) and full scans."""
 
     def __init__(self) -> None:
@@ -46,9 +46,9 @@ class Probe(PollPoller):
         self.scans = 0
         super().__init__()
 
-    def os_wait(self, timeout: Optional[float]) -> Collection[Tuple[int, int]]:
+    def wait(self, timeout: Optional[float]) -> Collection[Tuple[int, int]]:
         self.waits += 1
-        return super().os_wait(timeout)
+        return super().wait(timeout)
 
     def _full_scan(self, deadline: Optional[float]) -> List[Tuple[int, int]]:
         self.scans += 1
@@ -63,20 +63,27 @@ class Lazy(Probe):
     MAX_SCAN_INTERVAL = 3600.0
 
 
-class Tiered(PollPoller):
+class Tiered(PollBackend):
     """Tiers whatever the number of descriptors."""
 
     TIER_MIN = 0
 
 
-def scan_now(poller: Probe) -> None:
-    before = poller.scans
-    poller._next_scan = -math.inf
+def tiers(poller: Poller) -> Probe:
+    """The probing backend of a poller made by the fixtures below."""
+    backend = poller.backend
+    assert isinstance(backend, Probe)
+    return backend
+
+
+def scan_now(poller: Poller) -> None:
+    before = tiers(poller).scans
+    tiers(poller)._next_scan = -math.inf
     poller.poll(0)
-    assert poller.scans == before + 1
+    assert tiers(poller).scans == before + 1
 
 
-def settle_cold(poller: Probe) -> None:
+def settle_cold(poller: Poller) -> None:
     """Two scans: the first still counts the registrations as activity."""
     scan_now(poller)
     scan_now(poller)
@@ -111,16 +118,16 @@ def _close_all(poller: Poller, peers: List[socket.socket]) -> None:
 
 
 @pytest.fixture
-def probe() -> Iterator[Tuple[Probe, List[socket.socket]]]:
-    poller = Probe()
+def probe() -> Iterator[Tuple[Poller, List[socket.socket]]]:
+    poller = Poller(Probe())
     peers: List[socket.socket] = []
     yield poller, peers
     _close_all(poller, peers)
 
 
 @pytest.fixture
-def lazy() -> Iterator[Tuple[Probe, List[socket.socket]]]:
-    poller = Lazy()
+def lazy() -> Iterator[Tuple[Poller, List[socket.socket]]]:
+    poller = Poller(Lazy())
     peers: List[socket.socket] = []
     yield poller, peers
     _close_all(poller, peers)
@@ -170,19 +177,19 @@ def busy(poller: Poller, n: int = BUSY_PAIRS) -> Set[int]:
 
 
 def test_cold_socket_is_served_while_the_hot_ones_keep_the_loop_busy(
-    probe: Tuple[Probe, List[socket.socket]],
+    probe: Tuple[Poller, List[socket.socket]],
 ) -> None:
     poller, peers = probe
     cold = idle(poller, peers)
     busy(poller)
-    run_until(poller, lambda: poller.scans >= 3, what="three full scans")
+    run_until(poller, lambda: tiers(poller).scans >= 3, what="three full scans")
     target, peer = cold[IDLE // 2]
-    assert target._fileno not in poller._hot_fds
+    assert target._fileno not in tiers(poller)._hot_fds
     # The event can wait for the next scan (RATIO x scan cost, rounded up to whole
     # milliseconds); ten times that plus 50 ms for a shared machine.  Without the
     # scans a busy loop would never look at the cold socket: the 5 s cap.
-    bound = 10 * (poller._interval + 0.001) + 0.05
-    waits, scans = poller.waits, poller.scans
+    bound = 10 * (tiers(poller)._interval + 0.001) + 0.05
+    waits, scans = tiers(poller).waits, tiers(poller).scans
     start = clock()
     peer.send(b"cold news")
     while not target.received and clock() - start < 5:
@@ -190,24 +197,24 @@ def test_cold_socket_is_served_while_the_hot_ones_keep_the_loop_busy(
     latency = clock() - start
     assert bytes(target.received) == b"cold news"
     assert latency < bound, f"{latency * 1000:.1f} ms, bound {bound * 1000:.1f} ms"
-    assert poller.waits - waits > poller.scans - scans, "the loop was not busy on the hot set"
-    assert target._fileno in poller._hot_fds
+    assert tiers(poller).waits - waits > tiers(poller).scans - scans, "the loop was not busy on the hot set"
+    assert target._fileno in tiers(poller)._hot_fds
 
 
-def test_hot_set_shrinks_to_the_active_and_scans_are_rare(probe: Tuple[Probe, List[socket.socket]]) -> None:
+def test_hot_set_shrinks_to_the_active_and_scans_are_rare(probe: Tuple[Poller, List[socket.socket]]) -> None:
     poller, peers = probe
     idle(poller, peers)
     bouncing = busy(poller)
-    assert len(poller._hot_fds) > IDLE  # every registration counts as activity at first
-    run_until(poller, lambda: poller.scans >= 2, what="two full scans")
-    waits, scans = poller.waits, poller.scans
+    assert len(tiers(poller)._hot_fds) > IDLE  # every registration counts as activity at first
+    run_until(poller, lambda: tiers(poller).scans >= 2, what="two full scans")
+    waits, scans = tiers(poller).waits, tiers(poller).scans
     end = clock() + 0.3
     while clock() < end:
         poller.poll(1.0)
-    waits, scans = poller.waits - waits, poller.scans - scans
-    assert poller._hot_fds <= bouncing | {poller._waker._fileno}
-    assert poller._waker._fileno in poller._hot_fds
-    assert poller._wait_on is poller._hot
+    waits, scans = tiers(poller).waits - waits, tiers(poller).scans - scans
+    assert tiers(poller)._hot_fds <= bouncing | {tiers(poller)._waker.fileno()}
+    assert tiers(poller)._waker.fileno() in tiers(poller)._hot_fds
+    assert tiers(poller)._wait_on is tiers(poller)._hot
     # Scanning on every wake-up would make these equal.
     assert scans >= 1
     assert waits >= 4 * scans, f"{scans} full scans in {waits} wake-ups"
@@ -216,17 +223,17 @@ def test_hot_set_shrinks_to_the_active_and_scans_are_rare(probe: Tuple[Probe, Li
 # --- (2): an idle loop --------------------------------------------------------------
 
 
-def test_idle_loop_blocks_and_serves_a_cold_socket_at_once(probe: Tuple[Probe, List[socket.socket]]) -> None:
+def test_idle_loop_blocks_and_serves_a_cold_socket_at_once(probe: Tuple[Poller, List[socket.socket]]) -> None:
     poller, peers = probe
     cold = idle(poller, peers)
     settle_cold(poller)
-    assert len(poller._hot_fds) == 1  # the waker alone
-    waits = poller.waits
+    assert len(tiers(poller)._hot_fds) == 1  # the waker alone
+    waits = tiers(poller).waits
     cpu = time.process_time()
     poller.loop(timeout=0.5)
     cpu = time.process_time() - cpu
     # One wait on the hot set until a scan is due, the scan, then one block on everything.
-    assert poller.waits - waits <= 5, f"{poller.waits - waits} wake-ups in 0.5 s of idling"
+    assert tiers(poller).waits - waits <= 5, f"{tiers(poller).waits - waits} wake-ups in 0.5 s of idling"
     assert cpu < 0.1, f"{cpu:.3f} s of CPU in 0.5 s of idling"
 
     target, peer = cold[7]
@@ -242,41 +249,42 @@ def test_idle_loop_blocks_and_serves_a_cold_socket_at_once(probe: Tuple[Probe, L
     watchdog = threading.Timer(5.0, poller.wake)
     thread.start()
     watchdog.start()
-    waits = poller.waits
+    waits = tiers(poller).waits
     try:
-        while not target.received and poller.waits - waits < 100:
+        while not target.received and tiers(poller).waits - waits < 100:
             poller.poll(None)  # no timeout: only the data can end this wait
     finally:
         watchdog.cancel()
         thread.join()
     latency = clock() - sent[0]
     assert latency < 0.1, f"a cold socket waited {latency * 1000:.1f} ms in an idle loop"
-    assert poller.waits - waits <= 3, f"{poller.waits - waits} wake-ups for one event"
+    assert tiers(poller).waits - waits <= 3, f"{tiers(poller).waits - waits} wake-ups for one event"
     assert bytes(target.received) == b"wake up"
 
 
 # --- (3): write interest on a cold descriptor --------------------------------------------
 
 
-def test_write_interest_on_a_cold_descriptor_is_delivered(lazy: Tuple[Probe, List[socket.socket]]) -> None:
+def test_write_interest_on_a_cold_descriptor_is_delivered(lazy: Tuple[Poller, List[socket.socket]]) -> None:
     poller, peers = lazy
     idle(poller, peers)
     t, peer = pair(poller, peers)
     settle_cold(poller)
-    assert t._fileno not in poller._hot_fds
+    assert t._fileno not in tiers(poller)._hot_fds
     sock = t.socket
     assert sock is not None
     fill(sock)
     poller.defer_write(t)
-    assert t._fileno in poller._hot_fds
     for _ in range(3):
         poller.poll(0.01)
+    # The change of interest reached the backend before the first of those waits.
+    assert t._fileno in tiers(poller)._hot_fds
     assert t.calls == []  # still full
     drain(peer)
-    scans = poller.scans
+    scans = tiers(poller).scans
     run_until(poller, lambda: t.calls, timeout=2, what="the write callback")
     assert t.calls == ["write"]
-    assert poller.scans == scans, "delivered by a full scan, not by the hot set"
+    assert tiers(poller).scans == scans, "delivered by a full scan, not by the hot set"
 
 
 # --- (4): a descriptor number reused across tiers ----------------------------------------
@@ -296,7 +304,7 @@ def reuse_number(fd: int) -> Tuple[socket.socket, socket.socket]:
     return a, b
 
 
-def test_reused_descriptor_number_gets_no_stale_events(lazy: Tuple[Probe, List[socket.socket]]) -> None:
+def test_reused_descriptor_number_gets_no_stale_events(lazy: Tuple[Poller, List[socket.socket]]) -> None:
     poller, peers = lazy
     idle(poller, peers)
     old_cold, cold_peer = pair(poller, peers)
@@ -308,21 +316,22 @@ def test_reused_descriptor_number_gets_no_stale_events(lazy: Tuple[Probe, List[s
     assert sock is not None
     fill(sock)
     poller.defer_write(old_hot)
-    assert old_cold._fileno not in poller._hot_fds
-    assert old_hot._fileno in poller._hot_fds
+    poller.poll(0)  # takes the write interest to the backend; the socket stays full
+    assert old_cold._fileno not in tiers(poller)._hot_fds
+    assert old_hot._fileno in tiers(poller)._hot_fds
 
     for old in (old_cold, old_hot):
         fd = old._fileno
         old.close()
-        assert fd not in poller._hot_fds
-        assert fd not in poller._active
+        assert fd not in tiers(poller)._hot_fds
+        assert fd not in tiers(poller)._active
         new_sock, new_peer = reuse_number(fd)
         peers.append(new_peer)
         new = Recorder(poller, new_sock)
         assert new._fileno == fd
         # Writable, but write interest was not asked for: a leftover mask would show.
-        assert poller._masks[fd] == events.READ
-        assert [e for e in poller._hot.poll(0) if e[0] == fd] == []
+        assert tiers(poller)._masks[fd] == events.READ
+        assert [e for e in tiers(poller)._hot.poll(0) if e[0] == fd] == []
         for _ in range(3):
             poller.poll(0.01)
         scan_now(poller)
@@ -339,13 +348,13 @@ def test_reused_descriptor_number_gets_no_stale_events(lazy: Tuple[Probe, List[s
 
 
 def test_call_soon_threadsafe_wakes_a_loop_blocked_on_the_hot_set(
-    lazy: Tuple[Probe, List[socket.socket]],
+    lazy: Tuple[Poller, List[socket.socket]],
 ) -> None:
     poller, peers = lazy
     idle(poller, peers)
     settle_cold(poller)
-    assert poller._hot_fds == {poller._waker._fileno}
-    assert poller._wait_on is poller._hot
+    assert tiers(poller)._hot_fds == {tiers(poller)._waker.fileno()}
+    assert tiers(poller)._wait_on is tiers(poller)._hot
     called: List[float] = []
 
     def callback() -> None:
@@ -353,7 +362,7 @@ def test_call_soon_threadsafe_wakes_a_loop_blocked_on_the_hot_set(
         poller.stop()
 
     thread = threading.Timer(0.1, poller.call_soon_threadsafe, (callback,))
-    scans = poller.scans
+    scans = tiers(poller).scans
     thread.start()
     try:
         poller.loop(timeout=5)
@@ -362,7 +371,7 @@ def test_call_soon_threadsafe_wakes_a_loop_blocked_on_the_hot_set(
         thread.join()
     assert called, "the loop ran out its 5 s: the wake-up was not seen"
     assert returned - called[0] < 0.1
-    assert poller.scans == scans  # it was waiting on the hot set, not on everything
+    assert tiers(poller).scans == scans  # it was waiting on the hot set, not on everything
 
 
 # --- the conformance suite, tiered -------------------------------------------------------
@@ -371,7 +380,7 @@ def test_call_soon_threadsafe_wakes_a_loop_blocked_on_the_hot_set(
 @pytest.fixture
 def poller() -> Iterator[Poller]:
     """Overrides the conformance plugin's fixture for the tests re-exported below."""
-    instance = Tiered()
+    instance = Poller(Tiered())
     try:
         yield instance
     finally:

@@ -9,7 +9,7 @@ import socket
 from typing import Iterator, List
 
 import pytest
-from pike_select.poller import FD_SETSIZE, SelectPoller
+from pike_select.backend import FD_SETSIZE, SelectBackend
 
 from pike_core import CapacityError, Poller
 from pike_core.conformance.support import Listener, Recorder, connected_pair, run_until
@@ -34,7 +34,7 @@ def low_fds_taken() -> Iterator[List[int]]:
 
 @pytest.fixture
 def select_poller() -> Iterator[Poller]:
-    with SelectPoller() as poller:
+    with Poller(SelectBackend()) as poller:
         yield poller
 
 

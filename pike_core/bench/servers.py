@@ -77,17 +77,20 @@ def run_own_loop(poller: Poller) -> None:
     """Drive ``poller``'s transports with the least a loop for this job needs.
 
     It calls the same backend primitive and the same ``Transport._handle_events`` as
-    :meth:`Poller.poll`, but has no timers, no queued callbacks, no stop flag and no
-    check for a descriptor number reused within a batch (here a stray event can only
-    reach a just-accepted echo handler as a read that finds nothing, which is harmless).
+    :meth:`Poller.poll`, and applies interest changes the same way, but has no timers, no
+    queued callbacks, no stop flag and no check for a descriptor number reused within a
+    batch (here a stray event can only reach a just-accepted echo handler as a read that
+    finds nothing, which is harmless).
     """
-    wait = poller.os_wait
-    get = poller._map.get
+    wait = poller.backend.wait
+    get = poller._records.get
     while True:
+        if poller._dirty:
+            poller._apply()
         for fd, mask in wait(None):
-            channel = get(fd)
-            if channel is not None:
-                channel._handle_events(mask)
+            rec = get(fd)
+            if rec is not None:
+                rec.channel._handle_events(mask)
 
 
 class EchoProtocol(asyncio.Protocol):

@@ -64,9 +64,8 @@ pike-core's rules hold where asyncore did not say or was wrong:
 * A descriptor the backend cannot watch (``PIKE_POLLER=select`` beyond ``FD_SETSIZE``,
   epoll and a regular file) fails that one dispatcher through its ``handle_error``,
   where ``select()`` failed the whole loop.
-* ``POLLPRI`` needs a backend that passes masks to the kernel as they are (epoll, poll);
-  on the others out-of-band data is not reported, and a dispatcher that is writable but
-  not readable is watched for reading too, its read events being dropped.
+* Out-of-band data (``POLLPRI``) is reported by backends that declare the ``PRIORITY``
+  event (select, poll, epoll); on the others it is not.
 """
 
 from __future__ import annotations
@@ -99,6 +98,7 @@ from typing import Any, Dict, Final, List, Optional, Tuple
 from pike_core import events
 from pike_core.discovery import new_poller
 from pike_core.errors import RegistrationError
+from pike_core.interest import Interest
 
 __all__ = [
     "ExitNow",
@@ -130,14 +130,10 @@ POLLERR: Final[int] = getattr(select, "POLLERR", events.ERROR)
 POLLHUP: Final[int] = getattr(select, "POLLHUP", events.HANGUP)
 POLLNVAL: Final[int] = getattr(select, "POLLNVAL", events.INVALID)
 
-# pike_core.events has no bit for urgent data: EPOLLPRI/POLLPRI, which the backends below
-# hand to the kernel and back untranslated.
-_PRIORITY: Final = 0x002
-_EXACT_MASK_BACKENDS: Final = frozenset({"epoll", "poll"})
-_GONE: Final = events.ERROR | events.HANGUP | events.INVALID
+_GONE: Final = events.UNASKED
 _TO_POLL: Final = (
     (events.READ, POLLIN),
-    (_PRIORITY, POLLPRI),
+    (events.PRIORITY, POLLPRI),
     (events.WRITE, POLLOUT),
     (events.ERROR, POLLERR),
     (events.HANGUP, POLLHUP),
@@ -220,17 +216,19 @@ def _poll_flags(mask: int) -> int:
 class _Channel:
     """What a map's pike-core poller holds for one descriptor of the map."""
 
-    __slots__ = ("_fileno", "_want_write", "dirty", "interest", "known", "obj", "owner", "registered")
+    __slots__ = ("_fileno", "_rec", "dirty", "interest", "known", "obj", "owner")
 
     def __init__(self, owner: _MapWatch, fd: int, obj: Any, known: bool) -> None:
         self.owner = owner
         self._fileno = fd
+        self._rec: Optional[Interest] = None
         self.obj = obj
         self.known = known
-        self._want_write = False
         self.interest = 0
-        self.registered = False
         self.dirty = False
+
+    def _wanted(self) -> int:
+        return self.interest
 
     def _handle_events(self, mask: int) -> None:
         # Collected, not dispatched: asyncore's select flavour orders a whole pass's
@@ -247,8 +245,6 @@ class _MapWatch:
     def __init__(self, socket_map: Dict[int, Any]) -> None:
         self.map = socket_map
         self.poller = new_poller()
-        self.exact = self.poller.name in _EXACT_MASK_BACKENDS
-        self.priority = _PRIORITY if self.exact else 0
         self.channels: Dict[int, _Channel] = {}
         # Dispatchers whose readable()/writable() are not ours, asked on every pass.
         self.asked: Dict[int, _Channel] = {}
@@ -289,8 +285,7 @@ class _MapWatch:
         if channel is None:
             return
         self.asked.pop(fd, None)
-        if channel.registered:
-            channel.registered = False
+        if channel._rec is not None:
             self.poller.unregister(channel)
 
     def changed(self, channel: _Channel) -> None:
@@ -333,7 +328,8 @@ class _MapWatch:
         obj = channel.obj
         interest = 0
         if obj.readable():
-            interest = events.READ | self.priority
+            # PRIORITY is dropped by the poller where the backend cannot report it.
+            interest = events.READ | events.PRIORITY
         # asyncore never watches a listening socket for writing.
         if obj.writable() and not obj.accepting:
             interest |= events.WRITE
@@ -346,21 +342,15 @@ class _MapWatch:
             obj.handle_error()
 
     def set_interest(self, channel: _Channel, interest: int) -> None:
-        poller = self.poller
-        os_mask = interest if self.exact or not interest else interest | events.READ
-        channel._want_write = bool(interest & events.WRITE)
-        if not os_mask:
-            if channel.registered:
-                poller.unregister(channel)
-                channel.registered = False
-        elif not channel.registered:
-            poller.register(channel)
-            channel.registered = True
-            if os_mask != (events.READ | events.WRITE if channel._want_write else events.READ):
-                poller.os_modify(channel._fileno, os_mask)
-        else:
-            poller.os_modify(channel._fileno, os_mask)
         channel.interest = interest
+        rec = channel._rec
+        if rec is None:
+            # Registered with the poller (and the OS) only once it wants something.
+            if interest:
+                self.poller.register(channel)
+        else:
+            rec.want = interest
+            self.poller._changed(rec)
 
     def wait(self, timeout: Optional[float]) -> List[Tuple[_Channel, int]]:
         self.poller.poll(timeout)
@@ -427,7 +417,7 @@ def _dispatch_by_kind(watch: _MapWatch, batch: List[Tuple[_Channel, int]]) -> No
             reads.append(channel)
         if mask & (events.WRITE | _GONE) and interest & events.WRITE:
             writes.append(channel)
-        if mask & _PRIORITY and interest & _PRIORITY:
+        if mask & events.PRIORITY and interest & events.PRIORITY:
             urgent.append(channel)
     for channels, handler in ((reads, read), (writes, write), (urgent, _exception)):
         for channel in channels:

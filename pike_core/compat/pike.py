@@ -18,18 +18,20 @@ use ``p``, as it did with the original.
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, Optional, Type
+from typing import Any, Callable, Dict, Optional, Type
 
 from pike_core import discovery
 from pike_core import transport as _core
-from pike_core.errors import BackendError, BackendUnavailableError
+from pike_core.backend import Backend
+from pike_core.errors import BackendUnavailableError
 from pike_core.poller import Poller
 
 __all__ = ["BasePoller", "KQueuePoller", "PollPoller", "SelectPoller", "Transport", "loop", "poller"]
 
-#: The original's abstract poller: every pike-core poller derives from it.  A poller of
-#: one's own implements the ``os_*`` primitives (see :class:`pike_core.Poller`) instead of
-#: the original's ``poll()`` calling ``process_readables`` / ``process_writables``.
+#: The original's abstract poller: every pike-core poller is one.  An OS mechanism of
+#: one's own is a :class:`pike_core.Backend` (see "Shipping your own poller" in the
+#: README) instead of the original's ``poll()`` calling ``process_readables`` /
+#: ``process_writables``.
 BasePoller = Poller
 
 #: The pike class names and the pike-core backend of the same OS mechanism.
@@ -57,42 +59,43 @@ def _current_poller() -> Poller:
     return assigned
 
 
-def _unusable_poller_class(attr: str, error: BackendError) -> Type[Poller]:
-    """A stand-in for a backend that cannot run here: like the original's class for a
-    missing mechanism, it can be imported, and constructing it fails, here with ``error``
-    (which says why and what to use instead)."""
-
-    def __new__(cls: Type[Poller], *args: Any, **kwargs: Any) -> Poller:
-        raise error.with_traceback(None)
-
-    return type(
-        attr,
-        (Poller,),
-        {
-            "__new__": __new__,
-            "__module__": __name__,
-            "__doc__": f"Cannot run here: {error}",
-        },
-    )
-
-
 def _poller_class(attr: str) -> Type[Poller]:
+    """pike's poller class ``attr``: a Poller on pike-core's backend of that mechanism.
+    Like the original's class for a mechanism the platform lacks, it can be imported
+    where the backend cannot run, and constructing it then fails with the reason and
+    what to use instead."""
     backend = _BACKEND_OF[attr]
     statuses = discovery.available_backends()
     status = next((b for b in statuses if b.name == backend), None)
-    if status is not None and status.poller_class is not None:
-        return status.poller_class
-    why = (
-        f"is not installed (pip install pike-{backend})"
-        if status is None
-        else f"cannot run here: {status.problem}"
-    )
-    usable = ", ".join(b.name for b in statuses if b.usable) or "none"
-    message = (
-        f"pike.transport.{attr} is pike-core's {backend!r} backend, which {why}. Use "
-        f"pike.transport.poller (pike-core's choice; PIKE_POLLER steers it) or a usable backend: {usable}"
-    )
-    return _unusable_poller_class(attr, BackendUnavailableError(backend, why, message))
+    backend_class = None if status is None else status.backend_class
+    make: Callable[[], Backend]
+    if backend_class is not None:
+        make = backend_class
+        doc = f"pike's {attr}: a pike-core Poller on the {backend!r} backend."
+    else:
+        why = (
+            f"is not installed (pip install pike-{backend})"
+            if status is None
+            else f"cannot run here: {status.problem}"
+        )
+        usable = ", ".join(b.name for b in statuses if b.usable) or "none"
+        error = BackendUnavailableError(
+            backend,
+            why,
+            f"pike.transport.{attr} is pike-core's {backend!r} backend, which {why}. Use "
+            f"pike.transport.poller (pike-core's choice; PIKE_POLLER steers it) or a usable "
+            f"backend: {usable}",
+        )
+
+        def make() -> Backend:
+            raise error.with_traceback(None)
+
+        doc = f"Cannot run here: {error}"
+
+    def __init__(self: Poller) -> None:
+        Poller.__init__(self, make())
+
+    return type(attr, (Poller,), {"__init__": __init__, "__module__": __name__, "__doc__": doc})
 
 
 def __getattr__(name: str) -> Any:
@@ -120,10 +123,6 @@ def loop(timeout: Optional[float] = None, count: Optional[int] = None) -> None:
 class Transport(_core.Transport):
     """pike's ``Transport``: :class:`pike_core.Transport` with the original constructor.
 
-    A failed connect also releases the socket when a subclass's ``close()`` does not reach
-    this class's (pike's ``Connection.close`` returns early for a connection that never
-    got ``handle_connect``), so a refused connection never stays registered.
-
     :param alternate_poller: the poller to register with instead of the module-level
         ``poller``.
     """
@@ -132,19 +131,3 @@ class Transport(_core.Transport):
 
     def __init__(self, alternate_poller: Optional[Poller] = None) -> None:
         super().__init__(alternate_poller if alternate_poller is not None else _current_poller())
-
-    def connect(self, address: _core.Address) -> None:
-        try:
-            super().connect(address)
-        except OSError:
-            self._release()
-            raise
-
-    def _finish_connect(self) -> None:
-        super()._finish_connect()
-        if not (self.connecting or self.connected):
-            self._release()
-
-    def _release(self) -> None:
-        if not self.closed:
-            _core.Transport.close(self)

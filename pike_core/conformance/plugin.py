@@ -68,8 +68,8 @@ def pike_backend(request: pytest.FixtureRequest) -> BackendStatus:
 @pytest.fixture
 def poller(pike_backend: BackendStatus) -> Iterator[Poller]:
     """A new poller of the backend under test, closed after the test."""
-    assert pike_backend.poller_class is not None
-    instance = pike_backend.poller_class()
+    assert pike_backend.backend_class is not None
+    instance = Poller(pike_backend.backend_class())
     try:
         yield instance
     finally:

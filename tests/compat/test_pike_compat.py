@@ -50,10 +50,10 @@ def test_poller_class_is_the_backend_of_that_mechanism(attr: str, backend: str) 
     assert issubclass(cls, compat.BasePoller)
     status = next((b for b in available_backends() if b.name == backend), None)
     if status is not None and status.usable:
-        assert status.poller_class is not None
-        assert cls is status.poller_class
+        assert status.backend_class is not None
         with cls() as p:
             assert p.name == backend
+            assert type(p.backend) is status.backend_class
     else:
         # Importable like the original's, and constructing it says why and what instead.
         with pytest.raises(

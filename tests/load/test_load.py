@@ -95,9 +95,9 @@ def test_10k_connections_at_once_echo_checksummed_data(poller: Poller, pike_back
 
 
 def test_select_refuses_what_it_cannot_watch_and_serves_the_rest() -> None:
-    from pike_select.poller import SelectPoller
+    from pike_select.backend import SelectBackend
 
-    with SelectPoller() as poller:
+    with Poller(SelectBackend()) as poller:
         figures = _serve_clients(poller, OVER_SELECT, deadline=120)
     print(f"select-over-limit: {figures}")
     assert figures["lost"] == 0

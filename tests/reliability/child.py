@@ -25,8 +25,8 @@ from pike_core.conformance.support import connected_pair, run_until
 
 def _poller(name: str) -> Poller:
     for status in available_backends():
-        if status.name == name and status.poller_class is not None:
-            return status.poller_class()
+        if status.name == name and status.backend_class is not None:
+            return Poller(status.backend_class())
     raise SystemExit(f"child.py: backend {name!r} cannot run here")
 
 

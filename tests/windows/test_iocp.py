@@ -14,6 +14,7 @@ from typing import List
 
 import pytest
 
+from pike_core import Poller
 from pike_core.conformance.support import DEADLINE, Recorder, connected_pair, run_until
 
 if sys.platform != "win32":
@@ -23,11 +24,11 @@ if sys.platform != "win32":
     )
 
 # By name: the poller module raises ImportError where it cannot run.
-iocp = importlib.import_module("pike_iocp.poller")
+iocp = importlib.import_module("pike_iocp.backend")
 
 
 def test_late_completion_never_reaches_the_next_owner_of_the_handle() -> None:
-    with iocp.IocpPoller() as poller:
+    with Poller(iocp.IocpBackend()) as poller:
         a, b = connected_pair()
         old = Recorder(poller, a)
         poller.poll(0)  # the AFD poll of `old` is now in flight
@@ -58,7 +59,7 @@ def test_late_completion_never_reaches_the_next_owner_of_the_handle() -> None:
 
 
 def test_closing_the_poller_takes_back_every_operation() -> None:
-    poller = iocp.IocpPoller()
+    poller = Poller(iocp.IocpBackend())
     pairs = [connected_pair() for _ in range(20)]
     for a, _ in pairs:
         Recorder(poller, a)
@@ -72,7 +73,7 @@ def test_closing_the_poller_takes_back_every_operation() -> None:
 
 
 def test_cross_thread_wakeups_are_coalesced_into_one_packet() -> None:
-    with iocp.IocpPoller() as poller:
+    with Poller(iocp.IocpBackend()) as poller:
         called: List[int] = []
         for i in range(100):
             poller.call_soon_threadsafe(called.append, i)

@@ -9,7 +9,7 @@ from pike_core import BackendSpec, hookimpl
 def pike_poller_backend() -> BackendSpec:
     return BackendSpec(
         name="epoll",
-        poller="pike_epoll.poller:EpollPoller",
+        backend="pike_epoll.backend:EpollBackend",
         priority=30,
         capabilities=frozenset({"many_fds"}),
         summary="epoll(7): Linux, O(1) in idle connections",

@@ -9,7 +9,7 @@ from pike_core import BackendSpec, hookimpl
 def pike_poller_backend() -> BackendSpec:
     return BackendSpec(
         name="iocp",
-        poller="pike_iocp.poller:IocpPoller",
+        backend="pike_iocp.backend:IocpBackend",
         priority=40,
         capabilities=frozenset({"many_fds"}),
         summary="I/O completion ports: Windows, readiness through AFD poll, ConnectEx",

@@ -10,7 +10,7 @@ def pike_poller_backend() -> BackendSpec:
     # The same priority as epoll: the two never exist on one platform.
     return BackendSpec(
         name="kqueue",
-        poller="pike_kqueue.poller:KqueuePoller",
+        backend="pike_kqueue.backend:KqueueBackend",
         priority=30,
         capabilities=frozenset({"many_fds"}),
         summary="kqueue(2): macOS and the BSDs, O(1) in idle connections",

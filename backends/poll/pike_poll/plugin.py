@@ -9,7 +9,7 @@ from pike_core import BackendSpec, hookimpl
 def pike_poller_backend() -> BackendSpec:
     return BackendSpec(
         name="poll",
-        poller="pike_poll.poller:PollPoller",
+        backend="pike_poll.backend:PollBackend",
         priority=20,
         capabilities=frozenset({"many_fds"}),
         summary="poll(2): POSIX, no descriptor limit",

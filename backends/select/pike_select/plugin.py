@@ -9,7 +9,7 @@ from pike_core import BackendSpec, hookimpl
 def pike_poller_backend() -> BackendSpec:
     return BackendSpec(
         name="select",
-        poller="pike_select.poller:SelectPoller",
+        backend="pike_select.backend:SelectBackend",
         priority=10,
         capabilities=frozenset(),
         summary="select(2): portable fallback, FD_SETSIZE-limited",

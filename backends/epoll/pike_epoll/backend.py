@@ -8,14 +8,15 @@ rule of one ``handle_read`` per readiness and callbacks that may read only part 
 data need the event to come again while data remains, which edge-triggered mode would not
 do without the core draining every socket.
 
-``EPOLLIN``/``EPOLLOUT``/``EPOLLERR``/``EPOLLHUP`` equal :mod:`pike_core.events`, so the
-kernel's masks go to dispatch untranslated and ``os_wait`` is the bare system call.
+``EPOLLIN``/``EPOLLPRI``/``EPOLLOUT``/``EPOLLERR``/``EPOLLHUP`` equal
+:mod:`pike_core.events`, so masks go to the kernel and back untranslated and ``wait`` is
+the bare system call.
 
 The interest list holds *open file descriptions*, not numbers: a descriptor closed
 without being unregistered is dropped by the kernel on its own, which is why
-``os_unregister`` accepts "not there" (ENOENT, EBADF) as already done.  The epoll
-descriptor is close-on-exec; after ``fork()`` the child shares it with the parent, so
-the core gives a child its own default poller.
+``unregister`` accepts "not there" (ENOENT, EBADF) as already done.  The epoll
+descriptor is close-on-exec; after ``fork()`` the child shares it with the parent, so the
+core gives the child a new one (the default :meth:`~pike_core.Backend.after_fork`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import errno
 import select
 from typing import Collection, Final, Optional, Tuple
 
-from pike_core import Poller
+from pike_core import Backend, events
 
 if not hasattr(select, "epoll"):
     raise ImportError("needs Linux epoll (select.epoll is missing on this platform); use poll or select")
@@ -32,29 +33,30 @@ if not hasattr(select, "epoll"):
 _GONE: Final = (errno.ENOENT, errno.EBADF)
 
 
-class EpollPoller(Poller):
-    """A poller on ``epoll``."""
+class EpollBackend(Backend):
+    """A backend on ``epoll``."""
 
     name = "epoll"
+    supported = events.READ | events.WRITE | events.PRIORITY
 
-    def os_open(self) -> None:
+    def __init__(self) -> None:
         self._epoll = select.epoll()
 
-    def os_register(self, fd: int, mask: int) -> None:
+    def register(self, fd: int, mask: int) -> None:
         self._epoll.register(fd, mask)
 
-    def os_modify(self, fd: int, mask: int) -> None:
+    def modify(self, fd: int, mask: int) -> None:
         self._epoll.modify(fd, mask)
 
-    def os_unregister(self, fd: int) -> None:
+    def unregister(self, fd: int) -> None:
         try:
             self._epoll.unregister(fd)
         except OSError as exc:
             if exc.errno not in _GONE:
                 raise
 
-    def os_wait(self, timeout: Optional[float]) -> Collection[Tuple[int, int]]:
+    def wait(self, timeout: Optional[float]) -> Collection[Tuple[int, int]]:
         return self._epoll.poll(-1 if timeout is None else timeout)
 
-    def os_close(self) -> None:
+    def close(self) -> None:
         self._epoll.close()

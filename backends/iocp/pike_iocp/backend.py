@@ -57,7 +57,7 @@ import socket
 import sys
 from typing import Any, Collection, Dict, Final, List, Optional, Set, Tuple, Union
 
-from pike_core import Poller, events
+from pike_core import Backend, events
 from pike_core.timers import clock
 
 if sys.platform != "win32":
@@ -80,11 +80,12 @@ _AFD_POLL_ABORT: Final = 0x0010
 _AFD_POLL_LOCAL_CLOSE: Final = 0x0020
 _AFD_POLL_ACCEPT: Final = 0x0080
 _AFD_POLL_CONNECT_FAIL: Final = 0x0100
-#: Asked for whatever the interest: the read side of dispatch reveals each of them.
-_AFD_READ: Final = (
-    _AFD_POLL_RECEIVE | _AFD_POLL_ACCEPT | _AFD_POLL_DISCONNECT | _AFD_POLL_ABORT | _AFD_POLL_CONNECT_FAIL
-)
+#: Asked with READ interest: data, a pending connection, or the peer's end of stream.
+_AFD_READ: Final = _AFD_POLL_RECEIVE | _AFD_POLL_ACCEPT | _AFD_POLL_DISCONNECT
 _AFD_WRITE: Final = _AFD_POLL_SEND
+#: Asked whatever the interest: the core's ERROR, reported unasked.  The end of stream is
+#: not among them: a transport that paused reading must not be woken by it, at every wait.
+_AFD_ALWAYS: Final = _AFD_POLL_ABORT | _AFD_POLL_CONNECT_FAIL
 
 _SIO_BASE_HANDLE: Final = 0x48000022
 _ERROR_IO_PENDING: Final = 997
@@ -281,7 +282,7 @@ def _base_handle(fd: int) -> int:
 
 def _to_mask(afd_events: int) -> int:
     mask = 0
-    if afd_events & _AFD_READ:
+    if afd_events & (_AFD_READ | _AFD_POLL_ABORT):
         mask |= events.READ
     if afd_events & (_AFD_POLL_SEND | _AFD_POLL_CONNECT_FAIL):
         mask |= events.WRITE
@@ -335,12 +336,13 @@ class _Watched:
         self.connect_result: Optional[int] = None
 
 
-class IocpPoller(Poller):
-    """A poller on an I/O completion port."""
+class IocpBackend(Backend):
+    """A backend on an I/O completion port."""
 
     name = "iocp"
+    has_wake = True
 
-    def os_open(self) -> None:
+    def __init__(self) -> None:
         self._port: int = _overlapped.CreateIoCompletionPort(_overlapped.INVALID_HANDLE_VALUE, 0, 0, 0)
         try:
             self._afd = _open_afd()
@@ -359,15 +361,15 @@ class IocpPoller(Poller):
         self._entries = (_OVERLAPPED_ENTRY * _ENTRIES)()
         self._removed = wintypes.ULONG()
 
-    def os_register(self, fd: int, mask: int) -> None:
+    def register(self, fd: int, mask: int) -> None:
         self._watched[fd] = _Watched(_base_handle(fd), mask)
         self._dirty.add(fd)
 
-    def os_modify(self, fd: int, mask: int) -> None:
+    def modify(self, fd: int, mask: int) -> None:
         self._watched[fd].mask = mask
         self._dirty.add(fd)
 
-    def os_unregister(self, fd: int) -> None:
+    def unregister(self, fd: int) -> None:
         watched = self._watched.pop(fd, None)
         self._dirty.discard(fd)
         if watched is None:
@@ -436,7 +438,7 @@ class IocpPoller(Poller):
     def wake(self) -> None:
         # A packet already queued wakes the wait as well; the flag is cleared when the
         # loop dequeues it, before it runs the queued callbacks.
-        if self._wake_posted or self._closed:
+        if self._wake_posted:
             return
         self._wake_posted = True
         _overlapped.PostQueuedCompletionStatus(self._port, 0, 0, self._wake_address)
@@ -447,7 +449,11 @@ class IocpPoller(Poller):
             watched = self._watched.get(fd)
             if watched is None or watched.connecting is not None:
                 continue
-            wanted = _AFD_READ | (_AFD_WRITE if watched.mask & events.WRITE else 0)
+            wanted = (
+                _AFD_ALWAYS
+                | (_AFD_READ if watched.mask & events.READ else 0)
+                | (_AFD_WRITE if watched.mask & events.WRITE else 0)
+            )
             current = watched.poll
             if current is not None:
                 if current.afd_events != wanted:
@@ -470,7 +476,7 @@ class IocpPoller(Poller):
             watched.poll = op
         self._dirty.clear()
 
-    def os_wait(self, timeout: Optional[float]) -> Collection[Tuple[int, int]]:
+    def wait(self, timeout: Optional[float]) -> Collection[Tuple[int, int]]:
         deadline = None if timeout is None else clock() + timeout
         ready: Dict[int, int] = {}
         while True:
@@ -538,14 +544,12 @@ class IocpPoller(Poller):
         if error or watched.connecting is not None or not op.info.NumberOfHandles:
             # Cancelled (interest changed, or a ConnectEx took over the socket).
             return False
-        mask = _to_mask(op.info.Handles[0].Events)
-        if not watched.mask & events.WRITE:
-            mask &= ~events.WRITE
+        mask = _to_mask(op.info.Handles[0].Events) & (watched.mask | events.UNASKED)
         if mask:
             ready[op.fd] = ready.get(op.fd, 0) | mask
         return False
 
-    def os_close(self) -> None:
+    def close(self) -> None:
         # Cancel everything, then take the completions back: until then the kernel may
         # still write into the operations' buffers.
         _CancelIoEx(self._afd, None)

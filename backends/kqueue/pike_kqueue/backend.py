@@ -48,7 +48,7 @@ import select
 import sys
 from typing import Collection, Final, Optional, Tuple
 
-from pike_core import Poller
+from pike_core import Backend
 
 from .kevents import Interest
 
@@ -66,22 +66,22 @@ _GONE: Final = (errno.ENOENT, errno.EBADF)
 MAX_WAIT: Final = 24 * 3600.0
 
 
-class KqueuePoller(Poller):
-    """A poller on ``kqueue``."""
+class KqueueBackend(Backend):
+    """A backend on ``kqueue``."""
 
     name = "kqueue"
 
-    def os_open(self) -> None:
+    def __init__(self) -> None:
         self._kqueue = select.kqueue()
         self._interest = Interest()
 
-    def os_register(self, fd: int, mask: int) -> None:
+    def register(self, fd: int, mask: int) -> None:
         self._interest.register(fd, mask)
 
-    def os_modify(self, fd: int, mask: int) -> None:
+    def modify(self, fd: int, mask: int) -> None:
         self._interest.modify(fd, mask)
 
-    def os_unregister(self, fd: int) -> None:
+    def unregister(self, fd: int) -> None:
         for ident, filt, flags in self._interest.unregister(fd):
             try:
                 self._kqueue.control([select.kevent(ident, filt, flags)], 0, 0)
@@ -89,7 +89,7 @@ class KqueuePoller(Poller):
                 if exc.errno not in _GONE:
                     raise
 
-    def os_wait(self, timeout: Optional[float]) -> Collection[Tuple[int, int]]:
+    def wait(self, timeout: Optional[float]) -> Collection[Tuple[int, int]]:
         interest = self._interest
         changes = [select.kevent(ident, filt, flags) for ident, filt, flags in interest.changes()]
         received = self._kqueue.control(
@@ -99,5 +99,5 @@ class KqueuePoller(Poller):
         )
         return interest.translate(received)
 
-    def os_close(self) -> None:
+    def close(self) -> None:
         self._kqueue.close()

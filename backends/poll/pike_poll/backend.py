@@ -15,8 +15,10 @@ poll objects:
 
 - ``_all`` watches every registered descriptor;
 - ``_hot`` watches only those recently active: an event, a registration or an interest
-  change (write interest is the sign of a peer about to be busy).  The poller's own
-  waker is always hot, so a wake-up from another thread never waits for a scan.
+  change (write interest is the sign of a peer about to be busy).  The backend's own
+  waker (a socket pair, as the core's) is always hot, so a wake-up from another thread
+  never waits for a scan: that is why this backend wakes by itself (``has_wake``)
+  instead of letting the core register a waker it could not tell from a socket.
 
 A wake-up waits on ``_hot`` and costs in proportion to it.  A cold descriptor is seen only
 by a *full scan*, ``_all.poll(0)``, run once RATIO times the last scan's cost has passed
@@ -43,11 +45,15 @@ save too little).  The threshold keeps small servers on the plain path: below it
 skipping the cold descriptors saves a few microseconds per wake-up, not worth making
 them wait for scans.
 
-os_unregister removes a descriptor from both objects and from the activity record, so a
+``unregister`` removes a descriptor from both objects and from the activity record, so a
 number reused by a new socket starts afresh (hot) and inherits nothing of the old one.
 
-``POLLIN``/``POLLOUT``/``POLLERR``/``POLLHUP``/``POLLNVAL`` have the values of
-:mod:`pike_core.events`, so masks pass through untranslated.  Timeouts are in whole
+The waker's own events are left in the answer (the core has no record for that number
+and skips them); a wait drains the waker only when :meth:`PollBackend.wake` was called,
+so a wait costs no system call for it otherwise.
+
+``POLLIN``/``POLLPRI``/``POLLOUT``/``POLLERR``/``POLLHUP``/``POLLNVAL`` have the values
+of :mod:`pike_core.events`, so masks pass through untranslated.  Timeouts are in whole
 milliseconds, rounded up so the wait never ends just before a timer is due, which would
 make the loop spin until it is.
 """
@@ -58,17 +64,20 @@ import math
 import select
 from typing import ClassVar, Collection, Dict, List, Optional, Set, Tuple
 
-from pike_core import Poller
+from pike_core import Backend, events
 from pike_core.timers import clock
+from pike_core.waker import Waker
 
 if not hasattr(select, "poll"):
     raise ImportError("needs poll(2), which this platform lacks (select.poll is missing); use select or iocp")
 
 
-class PollPoller(Poller):
-    """A poller on ``poll()``, watching recently active descriptors apart (see the module)."""
+class PollBackend(Backend):
+    """A backend on ``poll()``, watching recently active descriptors apart (see the module)."""
 
     name = "poll"
+    supported = events.READ | events.WRITE | events.PRIORITY
+    has_wake = True
 
     #: Tier only when at least this many descriptors would be cold.  At 256 the kernel
     #: spends about 15-20 us per wake-up on them, more than a whole echo round trip
@@ -85,7 +94,7 @@ class PollPoller(Poller):
     #: than 1/RATIO of its time scanning.
     MAX_SCAN_INTERVAL: ClassVar[float] = 0.1
 
-    def os_open(self) -> None:
+    def __init__(self) -> None:
         self._all = select.poll()
         self._hot = select.poll()
         # Mirrors of what the two poll objects hold, which select.poll cannot list.
@@ -97,15 +106,23 @@ class PollPoller(Poller):
         self._wait_on = self._hot
         self._interval = 0.0
         self._next_scan = -math.inf
+        self._waker = Waker()
+        self._woken = False
+        self.register(self._waker.fileno(), events.READ)
 
-    def os_register(self, fd: int, mask: int) -> None:
+    def wake(self) -> None:
+        self._waker.wake()
+        # Set after the byte is sent: a wait that sees the flag finds the byte to drain.
+        self._woken = True
+
+    def register(self, fd: int, mask: int) -> None:
         self._all.register(fd, mask)
         self._masks[fd] = mask
         self._hot.register(fd, mask)
         self._hot_fds.add(fd)
         self._active[fd] = mask
 
-    def os_modify(self, fd: int, mask: int) -> None:
+    def modify(self, fd: int, mask: int) -> None:
         self._all.modify(fd, mask)
         self._masks[fd] = mask
         # register() on a watched descriptor replaces its mask, and promotes a cold one.
@@ -113,15 +130,19 @@ class PollPoller(Poller):
         self._hot_fds.add(fd)
         self._active[fd] = mask
 
-    def os_unregister(self, fd: int) -> None:
+    def unregister(self, fd: int) -> None:
+        if self._masks.pop(fd, None) is None:
+            return
         self._all.unregister(fd)
-        del self._masks[fd]
         if fd in self._hot_fds:
             self._hot_fds.discard(fd)
             self._hot.unregister(fd)
         self._active.pop(fd, None)
 
-    def os_wait(self, timeout: Optional[float]) -> Collection[Tuple[int, int]]:
+    def wait(self, timeout: Optional[float]) -> Collection[Tuple[int, int]]:
+        if self._woken:
+            self._woken = False
+            self._waker.drain()
         if len(self._masks) < self.TIER_MIN:
             return self._all.poll(-1 if timeout is None else math.ceil(timeout * 1000))
         now = clock()
@@ -130,46 +151,44 @@ class PollPoller(Poller):
             until_scan = math.ceil(left * 1000)
             if timeout is not None and timeout * 1000 <= until_scan:
                 # The caller's time ends first: this one wait is the whole answer.
-                events = self._wait_on.poll(math.ceil(timeout * 1000))
-                self._active.update(events)
-                return events
-            events = self._wait_on.poll(until_scan)
-            if events:
-                self._active.update(events)
-                return events
+                ready = self._wait_on.poll(math.ceil(timeout * 1000))
+                self._active.update(ready)
+                return ready
+            ready = self._wait_on.poll(until_scan)
+            if ready:
+                self._active.update(ready)
+                return ready
         return self._full_scan(None if timeout is None else now + timeout)
 
     def _full_scan(self, deadline: Optional[float]) -> List[Tuple[int, int]]:
         """Poll every descriptor, rebalance the tiers, and block on all of them if none
         is ready (until ``deadline`` on the clock; None: no limit)."""
         start = clock()
-        events = self._all.poll(0)
+        ready = self._all.poll(0)
         end = clock()
         self._interval = min(self.RATIO * (end - start), self.MAX_SCAN_INTERVAL)
         self._next_scan = end + self._interval
-        self._rebalance(events)
-        if events:
-            return events
+        self._rebalance(ready)
+        if ready:
+            return ready
         if deadline is None:
-            events = self._all.poll(-1)
+            ready = self._all.poll(-1)
         else:
             rest = deadline - end
             if rest <= 0:
-                return events
-            events = self._all.poll(math.ceil(rest * 1000))
-        if events:
-            self._promote(events)
+                return ready
+            ready = self._all.poll(math.ceil(rest * 1000))
+        if ready:
+            self._promote(ready)
         # That wait checked every descriptor before returning: as good as a scan.
         self._next_scan = clock() + self._interval
-        return events
+        return ready
 
-    def _rebalance(self, events: List[Tuple[int, int]]) -> None:
+    def _rebalance(self, ready: List[Tuple[int, int]]) -> None:
         active = self._active
-        active.update(events)
+        active.update(ready)
         # Pinned: a wake-up from another thread must never wait for a scan to be seen.
-        waker = self._waker._fileno
-        if waker in self._masks:
-            active[waker] = 0
+        active[self._waker.fileno()] = 0
         hot = self._hot
         for fd in self._hot_fds.difference(active):
             hot.unregister(fd)
@@ -180,16 +199,17 @@ class PollPoller(Poller):
         self._active = {}
         self._wait_on = hot if len(masks) - len(active) >= self.TIER_MIN else self._all
 
-    def _promote(self, events: List[Tuple[int, int]]) -> None:
-        self._active.update(events)
+    def _promote(self, ready: List[Tuple[int, int]]) -> None:
+        self._active.update(ready)
         hot_fds = self._hot_fds
-        for fd, _ in events:
+        for fd, _ in ready:
             if fd not in hot_fds:
                 self._hot.register(fd, self._masks[fd])
                 hot_fds.add(fd)
 
-    def os_close(self) -> None:
+    def close(self) -> None:
         del self._all, self._hot, self._wait_on
         self._masks.clear()
         self._hot_fds.clear()
         self._active.clear()
+        self._waker.close()

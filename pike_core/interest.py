@@ -1,0 +1,47 @@
+"""The interest record: what one registered descriptor wants, and what the OS has.
+
+A :class:`~pike_core.Poller` keeps one record per descriptor, as ``selectors`` keeps a
+``SelectorKey``; it is the only place interest lives.  The channel (a transport, the
+asyncore compatibility layer, the poller's own waker) says what it *wants*; the poller may
+*hold* it (watch nothing for now); what the OS was last told is *os*.  The poller brings
+*os* in line with the rest as a diff, at most one backend call per descriptor between two
+waits, and a record's identity stands for one registration: a descriptor number reused by a
+new registration gets a new record.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional, final
+
+if TYPE_CHECKING:
+    from .poller import Channel
+
+
+@final
+class Interest:
+    """One registration of a descriptor with a poller (core use)."""
+
+    __slots__ = ("channel", "dirty", "epoch", "failure", "fd", "held", "os", "want")
+
+    def __init__(self, fd: int, channel: Channel, want: int, epoch: int) -> None:
+        self.fd = fd
+        self.channel = channel
+        #: The :mod:`pike_core.events` bits the channel wants now.
+        self.want = want
+        #: Held by :meth:`Poller.pause`: the OS watches nothing while it is set.
+        self.held = False
+        #: The mask the backend has for ``fd``; 0 means it is not registered there.
+        self.os = 0
+        #: Waiting in the poller's list of records to bring in line before the next wait.
+        self.dirty = False
+        #: The poller's wait count when this registration was made: events of that wait,
+        #: or of one begun earlier, belong to a previous owner of the number.
+        self.epoch = epoch
+        #: Why the backend stopped watching ``fd`` (a refused change), once it did.
+        self.failure: Optional[OSError] = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<Interest fd={self.fd} want={self.want:#x} os={self.os:#x}"
+            f"{' held' if self.held else ''} {self.channel!r}>"
+        )

@@ -9,9 +9,11 @@ timers, cross-thread calls, stopping, and the rules of dispatch.
 from __future__ import annotations
 
 import collections
+import errno
 import logging
 import math
 import os
+import sys
 import threading
 import weakref
 from typing import (
@@ -44,6 +46,8 @@ logger = logging.getLogger("pike_core")
 _PROPAGATE = (KeyboardInterrupt, SystemExit)
 #: The types a timeout may have without a closer look (bool is an int, and refused there).
 _SECONDS: Final = (int, float)
+#: The epoch of a held record: later than any wait, so no event is dispatched to it.
+_HELD: Final = sys.maxsize
 
 
 class Channel(Protocol):
@@ -80,6 +84,12 @@ def _fileno_of(channel: Channel, what: str) -> int:
         return channel._fileno
     except AttributeError:
         raise TypeError(f"{what} needs a pike_core Transport, got {channel!r}") from None
+
+
+def _closed_behind_our_back(rec: Interest) -> bool:
+    """Whether the socket of ``rec``'s channel was closed without unregistering it."""
+    sock = getattr(rec.channel, "socket", None)
+    return sock is not None and sock.fileno() != rec.fd
 
 
 #: Which poller watches each descriptor, across pollers: one socket must not be
@@ -163,19 +173,24 @@ class Poller:
         if current is not None:
             if current.channel is transport:
                 return
-            raise RegistrationError(
-                transport,
-                f"cannot register {transport!r}: descriptor {fd} is already registered "
-                f"to {current.channel!r}; close that one first",
-            )
+            if not _closed_behind_our_back(current):
+                raise RegistrationError(
+                    transport,
+                    f"cannot register {transport!r}: descriptor {fd} is already registered "
+                    f"to {current.channel!r}; close that one first",
+                )
+            self._evict(current)
         other = _watched_by.get(fd)
         if other is not None and other is not self and not other._closed and fd in other._records:
-            raise RegistrationError(
-                transport,
-                f"cannot register {transport!r}: its socket (descriptor {fd}) is registered "
-                f"with another poller, {other!r}, to {other._records[fd].channel!r}; "
-                "one socket can belong to one transport only",
-            )
+            held = other._records[fd]
+            if not _closed_behind_our_back(held):
+                raise RegistrationError(
+                    transport,
+                    f"cannot register {transport!r}: its socket (descriptor {fd}) is registered "
+                    f"with another poller, {other!r}, to {held.channel!r}; "
+                    "one socket can belong to one transport only",
+                )
+            other._evict(held)
         rec = Interest(fd, transport, transport._wanted(), self._epoch)
         mask = rec.want & self._supported
         try:
@@ -189,6 +204,22 @@ class Poller:
         self._records[fd] = rec
         _watched_by[fd] = self
         transport._rec = rec
+
+    def _evict(self, rec: Interest) -> None:
+        """Drop the registration of a socket closed without telling the poller, whose
+        number a new socket now has, and tell its channel (an ``INVALID`` event, from the
+        loop: not inside the registration of the newcomer)."""
+        del self._records[rec.fd]
+        if rec.os:
+            rec.os = 0
+            # The number names the newcomer's socket now; nothing of it is watched yet.
+            self._backend.unregister(rec.fd)
+        rec.failure = OSError(
+            errno.EBADF,
+            f"{rec.channel!r}: its socket was closed without Transport.close(), and descriptor "
+            f"{rec.fd} now belongs to another socket; the transport is dropped",
+        )
+        self.call_soon(rec.channel._handle_events, events.INVALID)
 
     def unregister(self, transport: Channel) -> None:
         """Stop watching ``transport``; call it before its socket is closed.
@@ -269,6 +300,8 @@ class Poller:
         rec = self._record_of(transport, "pause()")
         if not rec.held:
             rec.held = True
+            # Nor is it given what the current batch still holds for it.
+            rec.epoch = _HELD
             self._changed(rec)
 
     def resume(self, transport: Channel) -> None:
@@ -280,6 +313,8 @@ class Poller:
         rec = self._record_of(transport, "resume()")
         if rec.held:
             rec.held = False
+            # Events come again from the next wait on (level-triggered: none is lost).
+            rec.epoch = self._epoch
             self._changed(rec)
 
     def _record_of(self, transport: Channel, what: str) -> Interest:

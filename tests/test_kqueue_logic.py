@@ -1,12 +1,13 @@
 """The kqueue backend's kernel-free logic (``pike_kqueue.kevents``), on any system.
 
-The records fed to it have the fields of ``struct kevent`` and the values kqueue(2)
-documents for them: what the kernel returns for a socket's read and write filters, and
-the EV_ERROR entries it puts in the event list for a refused change, in the shape of
-both kernels (FreeBSD replaces the change's flags with EV_ERROR, XNU ORs EV_ERROR in).
-This checks the translation, the attribution and the batching; it is no substitute for
-a run on a real kqueue kernel, which the conformance suite does in CI's macOS job (the
-tests at the end of this file run there too).
+The records fed to ``pike_kqueue.kevents`` have the fields of ``struct kevent`` and the
+values kqueue(2) documents for them: what the kernel returns for a socket's read and
+write filters, and the EV_ERROR entries it puts in the event list for a refused change,
+in the shape of both kernels (FreeBSD replaces the change's flags with EV_ERROR, XNU ORs
+EV_ERROR in).  This checks which filters are asked for, the translation, the attribution
+and the batching; it is no substitute for a run on a real kqueue kernel, which the
+conformance suite does in CI's macOS job (the tests at the end of this file run there
+too).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import dataclasses
 import errno
 import importlib
 import select
-from typing import Callable, Iterator, Tuple
+import socket
+from typing import Callable, Iterator, List, Tuple
 
 import pytest
 from pike_kqueue.kevents import (
@@ -23,23 +25,22 @@ from pike_kqueue.kevents import (
     EV_DELETE,
     EV_EOF,
     EV_ERROR,
-    EV_ONESHOT,
     FILTER_READ,
     FILTER_WRITE,
     MAX_EVENTS,
-    Interest,
+    Filters,
 )
 
 from pike_core import Poller, available_backends
 from pike_core.conformance.support import Recorder, connected_pair, run_until
-from pike_core.events import ERROR, INVALID, READ, WRITE
+from pike_core.events import ERROR, INVALID, PRIORITY, READ, WRITE
 
 HAS_KQUEUE = hasattr(select, "kqueue")
 
 
 @dataclasses.dataclass
 class Kev:
-    """A returned ``struct kevent``: the fields ``select.kevent`` exposes."""
+    """A ``struct kevent``: the fields ``select.kevent`` exposes, in its argument order."""
 
     ident: int
     filter: int
@@ -75,144 +76,166 @@ def refused(request: pytest.FixtureRequest) -> Refuse:
     return build
 
 
-def registered(*fds: int, mask: int = READ) -> Interest:
-    """An Interest whose descriptors' changes went to the kernel in one wait."""
-    interest = Interest()
+def registered(*fds: int, mask: int = READ) -> Filters:
+    """Filters whose descriptors' changes went to the kernel in one wait."""
+    filters = Filters()
     for fd in fds:
-        interest.register(fd, mask)
-    interest.changes()
-    interest.translate([])
-    return interest
+        filters.register(fd, mask)
+    filters.changes()
+    filters.translate([])
+    return filters
 
 
-# --- batching ------------------------------------------------------------------------
+# --- which filters, batched into the next wait ---------------------------------------
 
 
-def test_register_adds_a_persistent_read_filter_at_the_next_wait() -> None:
-    interest = Interest()
-    interest.register(5, READ)
-    assert interest.changes() == [(5, FILTER_READ, EV_ADD)]
-    assert interest.changes() == []
+@pytest.mark.parametrize(
+    ("mask", "added"),
+    [(READ, [FILTER_READ]), (WRITE, [FILTER_WRITE]), (READ | WRITE, [FILTER_READ, FILTER_WRITE])],
+    ids=["read", "write", "read+write"],
+)
+def test_register_adds_the_filters_of_its_mask_at_the_next_wait(mask: int, added: List[int]) -> None:
+    filters = Filters()
+    filters.register(5, mask)
+    # Plain EV_ADD: no EV_ONESHOT or EV_CLEAR, so each filter is level-triggered.
+    assert filters.changes() == [(5, filt, EV_ADD) for filt in added]
+    assert filters.changes() == []
 
 
-def test_register_with_write_interest_also_arms_a_oneshot_write_filter() -> None:
-    interest = Interest()
-    interest.register(5, READ | WRITE)
-    assert interest.changes() == [(5, FILTER_READ, EV_ADD), (5, FILTER_WRITE, EV_ADD | EV_ONESHOT)]
+def test_a_write_only_mask_puts_no_read_filter_in_the_kernel() -> None:
+    # A transport that paused reading while a write is pending: a read filter would
+    # report its unread data at every wait.
+    filters = registered(5, mask=READ | WRITE)
+    filters.modify(5, WRITE)
+    assert filters.changes() == [(5, FILTER_READ, EV_DELETE)]
+    assert filters.unregister(5) == [(5, FILTER_WRITE, EV_DELETE)]
+
+
+def test_read_then_write_only_then_read_again_swaps_the_filters() -> None:
+    filters = registered(5)
+    filters.modify(5, WRITE)
+    assert filters.changes() == [(5, FILTER_READ, EV_DELETE), (5, FILTER_WRITE, EV_ADD)]
+    filters.translate([writable(5)])
+    filters.modify(5, READ)
+    assert filters.changes() == [(5, FILTER_READ, EV_ADD), (5, FILTER_WRITE, EV_DELETE)]
+    assert filters.unregister(5) == [(5, FILTER_READ, EV_DELETE)]
 
 
 def test_changes_of_many_descriptors_go_into_one_change_list() -> None:
-    interest = registered(3)
-    interest.register(5, READ)
-    interest.register(6, READ)
-    interest.modify(3, READ | WRITE)
-    interest.modify(6, READ | WRITE)
-    assert interest.changes() == [
+    filters = registered(3)
+    filters.register(5, READ)
+    filters.register(6, WRITE)
+    filters.modify(3, READ | WRITE)
+    filters.modify(6, READ | WRITE)
+    assert filters.changes() == [
         (5, FILTER_READ, EV_ADD),
         (6, FILTER_READ, EV_ADD),
-        (6, FILTER_WRITE, EV_ADD | EV_ONESHOT),
-        (3, FILTER_WRITE, EV_ADD | EV_ONESHOT),
+        (6, FILTER_WRITE, EV_ADD),
+        (3, FILTER_WRITE, EV_ADD),
     ]
 
 
-def test_write_interest_asked_and_dropped_between_waits_makes_no_change() -> None:
-    interest = registered(5)
-    interest.modify(5, READ | WRITE)
-    interest.modify(5, READ)
-    assert interest.changes() == []
+def test_a_mask_changed_and_changed_back_between_waits_makes_no_change() -> None:
+    filters = registered(5)
+    filters.modify(5, READ | WRITE)
+    filters.modify(5, WRITE)
+    filters.modify(5, READ)
+    assert filters.changes() == []
 
 
-def test_dropping_write_interest_deletes_an_armed_write_filter() -> None:
-    interest = registered(5, mask=READ | WRITE)
-    interest.modify(5, READ)
-    assert interest.changes() == [(5, FILTER_WRITE, EV_DELETE)]
+def test_dropping_write_interest_deletes_the_write_filter() -> None:
+    filters = registered(5, mask=READ | WRITE)
+    filters.modify(5, READ)
+    assert filters.changes() == [(5, FILTER_WRITE, EV_DELETE)]
 
 
-def test_a_delivered_oneshot_is_not_deleted_again() -> None:
-    # kqueue(2), EV_ONESHOT: "After the user retrieves the event from the kqueue, it is
-    # deleted."  Deleting it again would be refused with ENOENT.
-    interest = registered(5, mask=READ | WRITE)
-    assert interest.translate([writable(5)]) == [(5, WRITE)]
-    interest.modify(5, READ)  # the core's write_delivered
-    assert interest.changes() == []
-
-
-def test_a_delivered_oneshot_is_armed_again_while_the_core_still_wants_to_write() -> None:
-    # A wake-up before the connect's verdict: the core keeps its write interest.
-    interest = registered(5, mask=READ | WRITE)
-    interest.translate([writable(5)])
-    assert interest.changes() == [(5, FILTER_WRITE, EV_ADD | EV_ONESHOT)]
-    assert interest.translate([writable(5, 0, eof=True, error=errno.ECONNREFUSED)]) == [(5, WRITE | ERROR)]
+def test_filters_stay_in_the_kernel_after_their_events() -> None:
+    # Level-triggered: delivering an event deletes nothing and asks for nothing again.
+    filters = registered(5, mask=READ | WRITE)
+    assert filters.translate([readable(5), writable(5)]) == [(5, READ | WRITE)]
+    assert filters.changes() == []
+    assert filters.unregister(5) == [(5, FILTER_READ, EV_DELETE), (5, FILTER_WRITE, EV_DELETE)]
 
 
 def test_unregister_before_any_wait_drops_the_pending_changes_and_deletes_nothing() -> None:
-    interest = Interest()
-    interest.register(5, READ | WRITE)
-    assert interest.unregister(5) == []
-    assert interest.changes() == []
+    filters = Filters()
+    filters.register(5, READ | WRITE)
+    assert filters.unregister(5) == []
+    assert filters.changes() == []
 
 
 def test_unregister_deletes_the_filters_the_kernel_holds() -> None:
-    interest = registered(5, 6, mask=READ | WRITE)
-    interest.translate([writable(6)])
-    assert interest.unregister(5) == [(5, FILTER_READ, EV_DELETE), (5, FILTER_WRITE, EV_DELETE)]
-    assert interest.unregister(6) == [(6, FILTER_READ, EV_DELETE)]
-    assert interest.changes() == []
+    filters = registered(5, mask=READ | WRITE)
+    filters.register(6, WRITE)
+    filters.changes()
+    filters.modify(5, READ)  # not submitted yet: the kernel still holds both of 5's
+    assert filters.unregister(5) == [(5, FILTER_READ, EV_DELETE), (5, FILTER_WRITE, EV_DELETE)]
+    assert filters.unregister(6) == [(6, FILTER_WRITE, EV_DELETE)]
+    assert filters.changes() == []
 
 
 def test_a_number_reused_after_unregister_starts_afresh() -> None:
-    interest = registered(5, mask=READ | WRITE)
-    interest.unregister(5)
-    interest.register(5, READ)
-    assert interest.changes() == [(5, FILTER_READ, EV_ADD)]
+    filters = registered(5, mask=READ | WRITE)
+    filters.unregister(5)
+    filters.register(5, WRITE)
+    assert filters.changes() == [(5, FILTER_WRITE, EV_ADD)]
+
+
+@pytest.mark.parametrize("mask", [0, PRIORITY, READ | PRIORITY, 0x40])
+def test_a_mask_kqueue_cannot_watch_is_refused_with_the_reason(mask: int) -> None:
+    filters = registered(5)
+    with pytest.raises(ValueError, match=r"descriptor 5 .* READ \(0x1\) and WRITE \(0x4\) only"):
+        filters.modify(5, mask)
+    with pytest.raises(ValueError, match="descriptor 6"):
+        filters.register(6, mask)
+    assert filters.changes() == []
+    assert filters.unregister(5) == [(5, FILTER_READ, EV_DELETE)]
 
 
 def test_the_event_list_has_room_for_an_error_per_change() -> None:
-    interest = registered(*range(10, 20))
-    assert interest.max_events(0) == 20
-    assert interest.max_events(7) == 27
+    filters = registered(*range(10, 20))
+    assert filters.max_events(0) == 20
+    assert filters.max_events(7) == 27
     assert registered(*range(10, 10 + MAX_EVENTS)).max_events(3) == MAX_EVENTS + 3
 
 
 def test_the_event_list_is_never_empty() -> None:
     # kqueue(2): "When nevents is zero, kevent() will return immediately even if there
     # is a timeout specified".
-    assert Interest().max_events(0) == 1
+    assert Filters().max_events(0) == 1
 
 
 # --- translating events --------------------------------------------------------------
 
 
 def test_read_and_write_of_one_descriptor_make_one_pair() -> None:
-    interest = registered(5, 6, mask=READ | WRITE)
-    pairs = interest.translate([readable(5), writable(6), writable(5), readable(6)])
+    filters = registered(5, 6, mask=READ | WRITE)
+    pairs = filters.translate([readable(5), writable(6), writable(5), readable(6)])
     assert sorted(pairs) == [(5, READ | WRITE), (6, READ | WRITE)]
 
 
 def test_eof_is_read_so_data_still_pending_is_read_first() -> None:
     # "It is possible for EOF to be returned (indicating the connection is gone) while
     # there is still data pending in the socket buffer."
-    interest = registered(5)
-    assert interest.translate([readable(5, nbytes=10, eof=True)]) == [(5, READ)]
+    filters = registered(5)
+    assert filters.translate([readable(5, nbytes=10, eof=True)]) == [(5, READ)]
 
 
 def test_eof_with_a_socket_error_is_read_and_error() -> None:
-    interest = registered(5)
-    assert interest.translate([readable(5, 0, eof=True, error=errno.ECONNRESET)]) == [(5, READ | ERROR)]
+    filters = registered(5)
+    assert filters.translate([readable(5, 0, eof=True, error=errno.ECONNRESET)]) == [(5, READ | ERROR)]
 
 
 def test_a_failed_connect_is_write_and_error() -> None:
-    interest = registered(5, mask=READ | WRITE)
-    received = [
-        readable(5, 0, eof=True, error=errno.ECONNREFUSED),
-        writable(5, 0, eof=True, error=errno.ECONNREFUSED),
-    ]
-    assert interest.translate(received) == [(5, READ | WRITE | ERROR)]
+    # A connecting transport asks for WRITE alone.
+    filters = registered(5, mask=WRITE)
+    received = [writable(5, 0, eof=True, error=errno.ECONNREFUSED)]
+    assert filters.translate(received) == [(5, WRITE | ERROR)]
 
 
 def test_write_eof_without_an_error_is_plain_write() -> None:
-    interest = registered(5, mask=READ | WRITE)
-    assert interest.translate([writable(5, eof=True)]) == [(5, WRITE)]
+    filters = registered(5, mask=WRITE)
+    assert filters.translate([writable(5, eof=True)]) == [(5, WRITE)]
 
 
 # --- errors on changes (EV_ERROR entries) --------------------------------------------
@@ -221,54 +244,66 @@ def test_write_eof_without_an_error_is_plain_write() -> None:
 def test_enoent_on_a_delete_is_not_an_error(refused: Refuse) -> None:
     # After EINTR "all changes in the changelist have been applied" and CPython calls
     # kevent() again with the same list: the delete meets ENOENT the second time.
-    interest = registered(5, mask=READ | WRITE)
-    interest.modify(5, READ)
-    [delete] = interest.changes()
-    assert interest.translate([refused(delete, errno.ENOENT)]) == []
-    assert interest.unregister(5) == [(5, FILTER_READ, EV_DELETE)]
+    filters = registered(5, mask=READ | WRITE)
+    filters.modify(5, READ)
+    [delete] = filters.changes()
+    assert filters.translate([refused(delete, errno.ENOENT)]) == []
+    assert filters.unregister(5) == [(5, FILTER_READ, EV_DELETE)]
 
 
 def test_ebadf_on_an_add_marks_that_descriptor_invalid(refused: Refuse) -> None:
-    interest = registered(5)
-    interest.register(6, READ)
-    interest.register(7, READ)
-    changes = interest.changes()
-    assert interest.translate([refused(changes[0], errno.EBADF)]) == [(6, INVALID)]
+    filters = registered(5)
+    filters.register(6, READ)
+    filters.register(7, READ)
+    changes = filters.changes()
+    assert filters.translate([refused(changes[0], errno.EBADF)]) == [(6, INVALID)]
     # Not in the kernel, so nothing to delete; and not retried at every wait.
-    assert interest.unregister(6) == []
-    assert interest.changes() == []
-    assert interest.unregister(7) == [(7, FILTER_READ, EV_DELETE)]
+    assert filters.changes() == []
+    assert filters.unregister(6) == []
+    assert filters.unregister(7) == [(7, FILTER_READ, EV_DELETE)]
 
 
 def test_other_errors_on_an_add_mark_that_descriptor_error(refused: Refuse) -> None:
-    interest = registered(5, 6)
-    interest.modify(6, READ | WRITE)
-    [arm] = interest.changes()
-    assert interest.translate([refused(arm, errno.ENOMEM), readable(5)]) == [(6, ERROR), (5, READ)]
-    assert interest.unregister(6) == [(6, FILTER_READ, EV_DELETE)]
+    filters = registered(5, 6)
+    filters.modify(6, READ | WRITE)
+    [add] = filters.changes()
+    assert filters.translate([refused(add, errno.ENOMEM), readable(5)]) == [(6, ERROR), (5, READ)]
+    assert filters.unregister(6) == [(6, FILTER_READ, EV_DELETE)]
+
+
+def test_a_refused_filter_is_asked_for_again_when_the_mask_asks_anew(refused: Refuse) -> None:
+    filters = registered(6)
+    filters.modify(6, READ | WRITE)
+    [add] = filters.changes()
+    filters.translate([refused(add, errno.ENOMEM)])
+    filters.modify(6, READ)
+    assert filters.changes() == []
+    filters.modify(6, READ | WRITE)
+    assert filters.changes() == [(6, FILTER_WRITE, EV_ADD)]
 
 
 def test_epipe_on_an_add_counts_as_added(refused: Refuse) -> None:
     # Older macOS refuses a descriptor whose peer is gone with EPIPE, yet registers it.
-    interest = Interest()
-    interest.register(5, READ)
-    [add] = interest.changes()
-    assert interest.translate([refused(add, errno.EPIPE)]) == []
-    assert interest.unregister(5) == [(5, FILTER_READ, EV_DELETE)]
+    filters = Filters()
+    filters.register(5, READ)
+    [add] = filters.changes()
+    assert filters.translate([refused(add, errno.EPIPE)]) == []
+    assert filters.unregister(5) == [(5, FILTER_READ, EV_DELETE)]
 
 
 def test_a_delete_refused_for_a_bad_descriptor_is_reported(refused: Refuse) -> None:
-    interest = registered(5, mask=READ | WRITE)
-    interest.modify(5, READ)
-    [delete] = interest.changes()
-    assert interest.translate([refused(delete, errno.EBADF)]) == [(5, INVALID)]
+    filters = registered(5, mask=READ | WRITE)
+    filters.modify(5, WRITE)
+    [delete] = filters.changes()
+    assert filters.translate([refused(delete, errno.EBADF)]) == [(5, INVALID)]
+    assert filters.unregister(5) == [(5, FILTER_WRITE, EV_DELETE)]
 
 
 # --- the backend on this platform ----------------------------------------------------
 
 
 @pytest.mark.skipif(HAS_KQUEUE, reason="this platform has select.kqueue")
-def test_without_kqueue_the_poller_module_refuses_to_import_and_says_why() -> None:
+def test_without_kqueue_the_backend_module_refuses_to_import_and_says_why() -> None:
     with pytest.raises(ImportError, match=r"select\.kqueue is missing"):
         importlib.import_module("pike_kqueue.backend")
     [status] = [s for s in available_backends() if s.name == "kqueue"]
@@ -277,6 +312,8 @@ def test_without_kqueue_the_poller_module_refuses_to_import_and_says_why() -> No
     assert status.problem is not None
     assert "select.kqueue is missing" in status.problem
 
+
+# --- the backend on a real kqueue (macOS, the BSDs: CI's macOS job) ------------------
 
 needs_kqueue = pytest.mark.skipif(not HAS_KQUEUE, reason="needs select.kqueue (macOS or a BSD)")
 
@@ -290,6 +327,31 @@ def kqueue_poller() -> Iterator[Poller]:
         yield poller
     finally:
         poller.close()
+
+
+@needs_kqueue
+def test_a_write_only_mask_reports_no_unread_data() -> None:
+    from pike_kqueue.backend import KqueueBackend
+
+    backend = KqueueBackend()
+    a, b = socket.socketpair()
+    fd = a.fileno()
+    try:
+        b.send(b"unread")
+        backend.register(fd, WRITE)
+        assert list(backend.wait(0.2)) == [(fd, WRITE)]
+        backend.modify(fd, READ | WRITE)
+        assert list(backend.wait(0.2)) == [(fd, READ | WRITE)]
+        backend.modify(fd, WRITE)
+        assert list(backend.wait(0.2)) == [(fd, WRITE)]
+        backend.modify(fd, READ)
+        assert list(backend.wait(0.2)) == [(fd, READ)]
+        backend.unregister(fd)
+        assert list(backend.wait(0)) == []
+    finally:
+        backend.close()
+        a.close()
+        b.close()
 
 
 @needs_kqueue

@@ -2,19 +2,19 @@
 
 Design notes
 ------------
-How the filters behave and how their events become the core's ``(fd, mask)`` pairs is
-in :mod:`pike_kqueue.kevents`, kept free of ``select.kqueue`` so that it is tested on
-every platform; this module makes the system calls.  The kqueue(2) semantics they rely
-on, by section of the FreeBSD and macOS manual page:
+Which filters the kernel holds and how their events become the core's ``(fd, mask)``
+pairs is in :mod:`pike_kqueue.kevents`, kept free of ``select.kqueue`` so that it is
+tested on every platform; this module makes the system calls.  The kqueue(2) semantics
+they rely on, by section of the FreeBSD and macOS manual page:
 
 * DESCRIPTION: "All changes contained in the changelist are applied before any pending
-  events are read from the queue."  So registering and changing write interest cost no
-  system call of their own: the changes ride in the next wait,
+  events are read from the queue."  So registering and changing interest cost no system
+  call of their own: the changes ride in the next wait,
   ``kqueue.control(changes, max_events, timeout)``.
 * DESCRIPTION: "Calling close() on a file descriptor will remove any kevents that
-  reference the descriptor."  The core's ``os_unregister`` contract is to stop watching
+  reference the descriptor."  The core's ``unregister`` contract is to stop watching
   whether or not the socket is closed next, and a number freed by ``close()`` can be
-  reused before the next wait, so ``os_unregister``'s deletes are applied at once, one
+  reused before the next wait, so ``unregister``'s deletes are applied at once, one
   call each: with no room for errors ("Otherwise, -1 will be returned", RETURN VALUES)
   a failing change would keep the changes after it from being applied.  ENOENT and
   EBADF there mean the filter is gone already.
@@ -50,7 +50,7 @@ from typing import Collection, Final, Optional, Tuple
 
 from pike_core import Backend
 
-from .kevents import Interest
+from .kevents import SUPPORTED, Filters
 
 # The sys.platform tests tell type checkers what hasattr() finds out at run time, so they
 # skip the rest of this module where their select stubs have no kqueue (CI checks it
@@ -70,19 +70,20 @@ class KqueueBackend(Backend):
     """A backend on ``kqueue``."""
 
     name = "kqueue"
+    supported = SUPPORTED
 
     def __init__(self) -> None:
         self._kqueue = select.kqueue()
-        self._interest = Interest()
+        self._filters = Filters()
 
     def register(self, fd: int, mask: int) -> None:
-        self._interest.register(fd, mask)
+        self._filters.register(fd, mask)
 
     def modify(self, fd: int, mask: int) -> None:
-        self._interest.modify(fd, mask)
+        self._filters.modify(fd, mask)
 
     def unregister(self, fd: int) -> None:
-        for ident, filt, flags in self._interest.unregister(fd):
+        for ident, filt, flags in self._filters.unregister(fd):
             try:
                 self._kqueue.control([select.kevent(ident, filt, flags)], 0, 0)
             except OSError as exc:
@@ -90,14 +91,14 @@ class KqueueBackend(Backend):
                     raise
 
     def wait(self, timeout: Optional[float]) -> Collection[Tuple[int, int]]:
-        interest = self._interest
-        changes = [select.kevent(ident, filt, flags) for ident, filt, flags in interest.changes()]
+        filters = self._filters
+        changes = [select.kevent(ident, filt, flags) for ident, filt, flags in filters.changes()]
         received = self._kqueue.control(
             changes,
-            interest.max_events(len(changes)),
+            filters.max_events(len(changes)),
             None if timeout is None else min(timeout, MAX_WAIT),
         )
-        return interest.translate(received)
+        return filters.translate(received)
 
     def close(self) -> None:
         self._kqueue.close()

@@ -1,13 +1,19 @@
-"""The kqueue backend's kernel-free logic (``pike_kqueue.kevents``), on any system.
+"""The kqueue backend on any system: its kernel-free logic, and its system calls over a
+simulated kernel.
 
 The records fed to ``pike_kqueue.kevents`` have the fields of ``struct kevent`` and the
 values kqueue(2) documents for them: what the kernel returns for a socket's read and
 write filters, and the EV_ERROR entries it puts in the event list for a refused change,
 in the shape of both kernels (FreeBSD replaces the change's flags with EV_ERROR, XNU ORs
 EV_ERROR in).  This checks which filters are asked for, the translation, the attribution
-and the batching; it is no substitute for a run on a real kqueue kernel, which the
-conformance suite does in CI's macOS job (the tests at the end of this file run there
-too).
+and the batching.
+
+``pike_kqueue.backend`` itself is then imported over a *simulated* ``select.kqueue``
+(:class:`FakeKernel`), a descriptor table and kqueue objects that record their calls.
+That proves the module loads wherever ``select.kqueue`` exists, and what it passes to
+``kevent()``; it says nothing of a real kernel's answers.  None of this is a substitute
+for a run on a real kqueue kernel, which the conformance suite does in CI's macOS job
+(the tests at the end of this file run there too).
 """
 
 from __future__ import annotations
@@ -15,10 +21,13 @@ from __future__ import annotations
 import dataclasses
 import errno
 import importlib
+import os
 import select
 import socket
-from typing import Callable, Iterator, List, Tuple
+import sys
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
+import pike_kqueue
 import pytest
 from pike_kqueue.kevents import (
     EV_ADD,
@@ -31,7 +40,7 @@ from pike_kqueue.kevents import (
     Filters,
 )
 
-from pike_core import Poller, available_backends
+from pike_core import Backend, Poller, available_backends
 from pike_core.conformance.support import Recorder, connected_pair, run_until
 from pike_core.events import ERROR, INVALID, PRIORITY, READ, WRITE
 
@@ -299,7 +308,158 @@ def test_a_delete_refused_for_a_bad_descriptor_is_reported(refused: Refuse) -> N
     assert filters.unregister(5) == [(5, FILTER_WRITE, EV_DELETE)]
 
 
-# --- the backend on this platform ----------------------------------------------------
+# --- the backend's system calls, over a simulated kernel -----------------------------
+
+
+@dataclasses.dataclass
+class Call:
+    """One ``kqueue.control()`` call."""
+
+    kqueue: FakeKqueue
+    changes: List[Kev]
+    max_events: int
+    timeout: Optional[float]
+
+
+class FakeKernel:
+    """A process's descriptor table, and ``select.kqueue`` over it (see the module)."""
+
+    def __init__(self) -> None:
+        self.table: Dict[int, object] = {0: "stdin", 1: "stdout", 2: "stderr"}
+        self.kqueues: List[FakeKqueue] = []
+        """Every kqueue made, in order."""
+        self.calls: List[Call] = []
+        self.answer: List[Kev] = []
+        """What the next ``control()`` returns."""
+        self.failure: Optional[OSError] = None
+        """What the next ``control()`` raises."""
+
+    def _lowest_free(self) -> int:
+        return min(set(range(len(self.table) + 1)) - self.table.keys())
+
+    def kqueue(self) -> FakeKqueue:
+        """``select.kqueue()``: the new queue takes the lowest free number."""
+        kq = FakeKqueue(self, self._lowest_free())
+        self.table[kq.fd] = kq
+        self.kqueues.append(kq)
+        return kq
+
+    def close(self, fd: int) -> None:
+        if fd not in self.table:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        del self.table[fd]
+
+
+class FakeKqueue:
+    """``select.kqueue``: it closes its number when closed."""
+
+    def __init__(self, kernel: FakeKernel, fd: int) -> None:
+        self.kernel = kernel
+        self.fd = fd
+
+    def control(self, changes: Sequence[Kev], max_events: int, timeout: Optional[float] = None) -> List[Kev]:
+        if self.kernel.table.get(self.fd) is not self:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        self.kernel.calls.append(Call(self, list(changes), max_events, timeout))
+        failure, self.kernel.failure = self.kernel.failure, None
+        if failure is not None:
+            raise failure
+        answer, self.kernel.answer = self.kernel.answer, []
+        return answer
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            self.kernel.close(fd)
+
+    def is_open(self) -> bool:
+        """Its number still stands for it in the table."""
+        return self.kernel.table.get(self.fd) is self
+
+
+@pytest.fixture
+def kernel(monkeypatch: pytest.MonkeyPatch) -> FakeKernel:
+    """The simulated kernel, installed as ``select.kqueue`` and ``select.kevent``."""
+    kernel = FakeKernel()
+    monkeypatch.setattr(select, "kqueue", kernel.kqueue, raising=False)
+    monkeypatch.setattr(select, "kevent", Kev, raising=False)
+    return kernel
+
+
+@pytest.fixture
+def backend_class(kernel: FakeKernel, monkeypatch: pytest.MonkeyPatch) -> Type[Backend]:
+    """``KqueueBackend`` of ``pike_kqueue.backend`` imported afresh over the simulated
+    kernel; the module is forgotten afterwards, so other tests import the real one."""
+    name = "pike_kqueue.backend"
+    # Recorded so that monkeypatch restores (or removes) them at the end, then cleared.
+    monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setattr(pike_kqueue, "backend", None, raising=False)
+    del sys.modules[name]
+    delattr(pike_kqueue, "backend")
+    module = importlib.import_module(name)
+    cls: Type[Backend] = module.KqueueBackend
+    return cls
+
+
+def test_the_backend_loads_wherever_select_kqueue_exists(backend_class: Type[Backend]) -> None:
+    # On this machine (Linux, without kqueue) only the simulated select.kqueue is there:
+    # the module decides by that, not by sys.platform.
+    backend = backend_class()
+    assert backend.name == "kqueue"
+    assert backend.supported == READ | WRITE  # no PRIORITY: see pike_kqueue.kevents
+    backend.close()
+
+
+def test_changes_ride_in_the_wait_and_deletes_go_at_once(
+    kernel: FakeKernel, backend_class: Type[Backend]
+) -> None:
+    backend = backend_class()
+    [kq] = kernel.kqueues
+    backend.register(5, READ)
+    backend.register(6, WRITE)
+    assert kernel.calls == []
+    kernel.answer = [readable(5), writable(6)]
+    assert sorted(backend.wait(2.5)) == [(5, READ), (6, WRITE)]
+    assert kernel.calls == [Call(kq, [Kev(5, FILTER_READ, EV_ADD), Kev(6, FILTER_WRITE, EV_ADD)], 4 + 2, 2.5)]
+    backend.modify(5, WRITE)
+    backend.wait(None)
+    assert kernel.calls[-1] == Call(
+        kq, [Kev(5, FILTER_READ, EV_DELETE), Kev(5, FILTER_WRITE, EV_ADD)], 4 + 2, None
+    )
+    backend.unregister(5)
+    assert kernel.calls[-1] == Call(kq, [Kev(5, FILTER_WRITE, EV_DELETE)], 0, 0)
+    backend.close()
+    assert not kq.is_open()
+
+
+def test_the_timeout_goes_to_the_kernel_as_the_core_gives_it(
+    kernel: FakeKernel, backend_class: Type[Backend]
+) -> None:
+    # The core clamps it to MAX_WAIT, one day, which meets FreeBSD's 24-hour limit.
+    backend = backend_class()
+    for timeout in (0.0, 0.001, 86400.0, None):
+        backend.wait(timeout)
+        assert kernel.calls[-1].timeout == timeout
+    backend.close()
+
+
+def test_unregister_takes_a_filter_already_gone_as_done_and_raises_other_errors(
+    kernel: FakeKernel, backend_class: Type[Backend]
+) -> None:
+    backend = backend_class()
+    backend.register(5, READ)
+    backend.register(6, READ)
+    backend.register(7, READ)
+    backend.wait(0)
+    kernel.failure = OSError(errno.EBADF, "closed behind the poller's back")
+    backend.unregister(5)
+    kernel.failure = OSError(errno.ENOENT, "gone")
+    backend.unregister(6)
+    kernel.failure = OSError(errno.ENOMEM, "no memory")
+    with pytest.raises(OSError, match="no memory") as caught:
+        backend.unregister(7)
+    assert caught.value.errno == errno.ENOMEM
+    backend.close()
 
 
 @pytest.mark.skipif(HAS_KQUEUE, reason="this platform has select.kqueue")

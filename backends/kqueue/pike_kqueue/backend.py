@@ -24,8 +24,9 @@ they rely on, by section of the FreeBSD and macOS manual page:
   ``kern_event.c``): that wait is short, and the events come with the next one.
 * DESCRIPTION: "If timeout is a NULL pointer, kevent() waits indefinitely"; a timeout of
   None is passed as NULL.  BUGS (FreeBSD): "The timeout value is limited to 24 hours;
-  longer timeouts will be silently reinterpreted as 24 hours."  Longer waits are cut to
-  24 hours here on every system; the core takes an early return like any wake-up.
+  longer timeouts will be silently reinterpreted as 24 hours."  The core never asks for
+  more than :data:`pike_core.MAX_WAIT`, one day, so the timeout goes to the kernel as
+  it comes.
 * ERRORS: "When kevent() call fails with EINTR error, all changes in the changelist
   have been applied."  CPython then calls again with the same change list, which is
   harmless: EV_ADD of an existing event "will modify the parameters of the original
@@ -46,24 +47,23 @@ from __future__ import annotations
 import errno
 import select
 import sys
-from typing import Collection, Final, Optional, Tuple
+from typing import TYPE_CHECKING, Collection, Final, Optional, Tuple
 
 from pike_core import Backend
 
 from .kevents import SUPPORTED, Filters
 
-# The sys.platform tests tell type checkers what hasattr() finds out at run time, so they
-# skip the rest of this module where their select stubs have no kqueue (CI checks it
-# with --platform darwin).
-if sys.platform == "linux" or sys.platform == "win32" or not hasattr(select, "kqueue"):
+# The backend runs wherever select.kqueue exists: at run time only hasattr() decides.
+# TYPE_CHECKING is False then; for type checkers, whose select stubs have no kqueue on
+# Linux and Windows, the platform test makes them skip the rest of this module there
+# (CI checks it with --platform darwin).
+if (TYPE_CHECKING and (sys.platform == "linux" or sys.platform == "win32")) or not hasattr(select, "kqueue"):
     raise ImportError(
         "needs kqueue(2), of macOS or a BSD (select.kqueue is missing on this platform); "
         "use epoll on Linux, iocp on Windows, or poll or select"
     )
 
 _GONE: Final = (errno.ENOENT, errno.EBADF)
-#: The longest single wait: FreeBSD cuts longer ones to this itself (kqueue(2), BUGS).
-MAX_WAIT: Final = 24 * 3600.0
 
 
 class KqueueBackend(Backend):
@@ -93,11 +93,7 @@ class KqueueBackend(Backend):
     def wait(self, timeout: Optional[float]) -> Collection[Tuple[int, int]]:
         filters = self._filters
         changes = [select.kevent(ident, filt, flags) for ident, filt, flags in filters.changes()]
-        received = self._kqueue.control(
-            changes,
-            filters.max_events(len(changes)),
-            None if timeout is None else min(timeout, MAX_WAIT),
-        )
+        received = self._kqueue.control(changes, filters.max_events(len(changes)), timeout)
         return filters.translate(received)
 
     def close(self) -> None:

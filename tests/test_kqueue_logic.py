@@ -9,22 +9,28 @@ EV_ERROR in).  This checks which filters are asked for, the translation, the att
 and the batching.
 
 ``pike_kqueue.backend`` itself is then imported over a *simulated* ``select.kqueue``
-(:class:`FakeKernel`), a descriptor table and kqueue objects that record their calls.
-That proves the module loads wherever ``select.kqueue`` exists, and what it passes to
-``kevent()``; it says nothing of a real kernel's answers.  None of this is a substitute
-for a run on a real kqueue kernel, which the conformance suite does in CI's macOS job
-(the tests at the end of this file run there too).
+(:class:`FakeKernel`): a descriptor table that hands out the lowest free number, drops
+kqueues from a child's table at a simulated fork as kqueue(2) says, and a kqueue object
+that closes its number when closed or collected as CPython before 3.12.1 does
+(gh-110395).  That proves the module loads wherever ``select.kqueue`` exists, what it
+passes to ``kevent()``, and what its ``after_fork`` leaves open; it says nothing of a
+real kernel's answers.  None of this is a substitute for a run on a real kqueue kernel,
+which the conformance suite does in CI's macOS job (the tests at the end of this file
+run there too).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
+import gc
 import importlib
 import os
 import select
 import socket
 import sys
+import traceback
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
 import pike_kqueue
@@ -322,7 +328,8 @@ class Call:
 
 
 class FakeKernel:
-    """A process's descriptor table, and ``select.kqueue`` over it (see the module)."""
+    """A process's descriptor table with kqueue(2)'s fork rule, and ``select.kqueue``
+    over it as CPython before 3.12.1 has it (see the module)."""
 
     def __init__(self) -> None:
         self.table: Dict[int, object] = {0: "stdin", 1: "stdout", 2: "stderr"}
@@ -344,14 +351,25 @@ class FakeKernel:
         self.kqueues.append(kq)
         return kq
 
+    def open_file(self, name: str) -> int:
+        fd = self._lowest_free()
+        self.table[fd] = name
+        return fd
+
     def close(self, fd: int) -> None:
         if fd not in self.table:
             raise OSError(errno.EBADF, os.strerror(errno.EBADF))
         del self.table[fd]
 
+    def fork(self) -> None:
+        """Become the child: "The queue is not inherited by a child created with
+        fork(2)"; the Python objects are, with the numbers they held."""
+        self.table = {fd: what for fd, what in self.table.items() if not isinstance(what, FakeKqueue)}
+
 
 class FakeKqueue:
-    """``select.kqueue``: it closes its number when closed."""
+    """``select.kqueue`` before CPython 3.12.1: it closes its number when closed or
+    collected, whoever has the number by then."""
 
     def __init__(self, kernel: FakeKernel, fd: int) -> None:
         self.kernel = kernel
@@ -371,6 +389,10 @@ class FakeKqueue:
         fd, self.fd = self.fd, -1
         if fd >= 0:
             self.kernel.close(fd)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(OSError):
+            self.close()
 
     def is_open(self) -> bool:
         """Its number still stands for it in the table."""
@@ -462,6 +484,47 @@ def test_unregister_takes_a_filter_already_gone_as_done_and_raises_other_errors(
     backend.close()
 
 
+def test_after_fork_leaves_the_childs_new_kqueue_open(
+    kernel: FakeKernel, backend_class: Type[Backend]
+) -> None:
+    parent = backend_class()
+    [inherited] = kernel.kqueues
+    parent.register(5, READ)
+    parent.wait(0)
+    kernel.fork()
+    child = parent.after_fork()
+    new = kernel.kqueues[-1]
+    # The hazard is real here: the child's kqueue took the number the old object holds.
+    assert new is not inherited
+    assert new.fd == inherited.fd
+    # The core drops the parent's backend in the child; the collector may take it.
+    del parent
+    gc.collect()
+    assert new.is_open()
+    child.register(5, READ)
+    child.wait(0)
+    assert kernel.calls[-1] == Call(new, [Kev(5, FILTER_READ, EV_ADD)], 2 + 1, 0)
+    child.close()
+
+
+def test_after_fork_of_several_backends_closes_nothing_the_child_opened(
+    kernel: FakeKernel, backend_class: Type[Backend]
+) -> None:
+    first, second = backend_class(), backend_class()
+    kernel.fork()
+    # Another fork handler ran first and took the lowest free number, the first's old one.
+    log = kernel.open_file("log")
+    # The core re-opens pollers in no set order.
+    children = [second.after_fork(), first.after_fork()]
+    del first, second
+    gc.collect()
+    assert kernel.table.get(log) == "log"
+    assert all(kq.is_open() for kq in kernel.kqueues[-2:])
+    for child in children:
+        child.wait(0)
+        child.close()
+
+
 @pytest.mark.skipif(HAS_KQUEUE, reason="this platform has select.kqueue")
 def test_without_kqueue_the_backend_module_refuses_to_import_and_says_why() -> None:
     with pytest.raises(ImportError, match=r"select\.kqueue is missing"):
@@ -548,3 +611,39 @@ def test_unregister_without_close_stops_the_events(kqueue_poller: Poller) -> Non
     finally:
         t.close()
         b.close()
+
+
+@needs_kqueue
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_gets_a_kqueue_of_its_own_that_survives_collection(kqueue_poller: Poller) -> None:
+    a, b = connected_pair()
+    inherited = Recorder(kqueue_poller, a)
+    kqueue_poller.poll(0)
+    report_r, report_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        status = 1
+        try:
+            os.close(report_r)
+            # Before CPython 3.12.1 a collected parent kqueue object closed its number,
+            # which the child's new kqueue has taken.
+            gc.collect()
+            mine_a, mine_b = connected_pair()
+            mine = Recorder(kqueue_poller, mine_a)
+            mine_b.send(b"child")
+            run_until(kqueue_poller, lambda: bytes(mine.received) == b"child", what="the child's transport")
+            kqueue_poller.close()
+            status = 0
+        except BaseException:
+            os.write(report_w, traceback.format_exc().encode())
+        finally:
+            os._exit(status)
+    os.close(report_w)
+    with os.fdopen(report_r, "rb") as report:
+        problem = report.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, f"the child failed:\n{problem}"
+    b.send(b"parent")
+    run_until(kqueue_poller, lambda: bytes(inherited.received) == b"parent", what="the parent's transport")
+    inherited.close()
+    b.close()

@@ -32,8 +32,18 @@ they rely on, by section of the FreeBSD and macOS manual page:
   harmless: EV_ADD of an existing event "will modify the parameters of the original
   event, and not result in a duplicate entry" (DESCRIPTION, EV_ADD), and a repeated
   delete's ENOENT is ignored.
-* DESCRIPTION: "The queue is not inherited by a child created with fork(2)."  The core
-  gives a child process its own default poller.
+* DESCRIPTION: "The queue is not inherited by a child created with fork(2)."  The
+  child's copy of the descriptor table has no queue at the parent's number, so the
+  first descriptor the child opens may take that number, its new kqueue included.
+  CPython before 3.12.1 does not know (gh-110395): the inherited ``select.kqueue``
+  object still holds the number and closes it when closed or collected, which would
+  close whatever has the number by then (the child's new kqueue, another poller's, a
+  file).  :meth:`KqueueBackend.after_fork` therefore never closes it and keeps it
+  referenced for the life of the process; from 3.12.1 on CPython has disowned the
+  number in the child, and keeping the object costs nothing.  What remains before
+  3.12.1: at interpreter exit the kept object is finalised and closes its number then,
+  so a file that holds that number in the child and is still open during finalisation
+  may lose what it had not flushed.
 
 Another thread wakes a wait through the core's socket-pair waker, registered like any
 socket.  EVFILT_USER with NOTE_TRIGGER could do without the pair, but it does not fit
@@ -47,7 +57,7 @@ from __future__ import annotations
 import errno
 import select
 import sys
-from typing import TYPE_CHECKING, Collection, Final, Optional, Tuple
+from typing import TYPE_CHECKING, Collection, Final, List, Optional, Tuple
 
 from pike_core import Backend
 
@@ -64,6 +74,9 @@ if (TYPE_CHECKING and (sys.platform == "linux" or sys.platform == "win32")) or n
     )
 
 _GONE: Final = (errno.ENOENT, errno.EBADF)
+
+_inherited: Final[List[object]] = []
+"""The kqueue objects of parent processes, never to be closed here (see the module)."""
 
 
 class KqueueBackend(Backend):
@@ -95,6 +108,12 @@ class KqueueBackend(Backend):
         changes = [select.kevent(ident, filt, flags) for ident, filt, flags in filters.changes()]
         received = self._kqueue.control(changes, filters.max_events(len(changes)), timeout)
         return filters.translate(received)
+
+    def after_fork(self) -> KqueueBackend:
+        """A new kqueue for the child.  The parent's queue is not in the child, and the
+        object that stood for it must never close its number here (see the module)."""
+        _inherited.append(self._kqueue)
+        return type(self)()
 
     def close(self) -> None:
         self._kqueue.close()

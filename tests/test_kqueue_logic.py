@@ -31,6 +31,7 @@ import select
 import socket
 import sys
 import traceback
+import weakref
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
 import pike_kqueue
@@ -319,9 +320,10 @@ def test_a_delete_refused_for_a_bad_descriptor_is_reported(refused: Refuse) -> N
 
 @dataclasses.dataclass
 class Call:
-    """One ``kqueue.control()`` call."""
+    """One ``kqueue.control()`` call, by the number of the kqueue called (it is the
+    caller's: a kqueue whose number was taken cannot call)."""
 
-    kqueue: FakeKqueue
+    kqueue: int
     changes: List[Kev]
     max_events: int
     timeout: Optional[float]
@@ -333,8 +335,7 @@ class FakeKernel:
 
     def __init__(self) -> None:
         self.table: Dict[int, object] = {0: "stdin", 1: "stdout", 2: "stderr"}
-        self.kqueues: List[FakeKqueue] = []
-        """Every kqueue made, in order."""
+        self._made: List[weakref.ref[FakeKqueue]] = []
         self.calls: List[Call] = []
         self.answer: List[Kev] = []
         """What the next ``control()`` returns."""
@@ -348,7 +349,14 @@ class FakeKernel:
         """``select.kqueue()``: the new queue takes the lowest free number."""
         kq = FakeKqueue(self, self._lowest_free())
         self.table[kq.fd] = kq
-        self.kqueues.append(kq)
+        self._made.append(weakref.ref(kq))
+        return kq
+
+    def made(self, index: int) -> FakeKqueue:
+        """The kqueue made ``index``-th (counting as a list does).  Held weakly here, so
+        that what a test lets go can be collected."""
+        kq = self._made[index]()
+        assert kq is not None, f"kqueue {index} was collected"
         return kq
 
     def open_file(self, name: str) -> int:
@@ -378,7 +386,7 @@ class FakeKqueue:
     def control(self, changes: Sequence[Kev], max_events: int, timeout: Optional[float] = None) -> List[Kev]:
         if self.kernel.table.get(self.fd) is not self:
             raise OSError(errno.EBADF, os.strerror(errno.EBADF))
-        self.kernel.calls.append(Call(self, list(changes), max_events, timeout))
+        self.kernel.calls.append(Call(self.fd, list(changes), max_events, timeout))
         failure, self.kernel.failure = self.kernel.failure, None
         if failure is not None:
             raise failure
@@ -436,20 +444,22 @@ def test_changes_ride_in_the_wait_and_deletes_go_at_once(
     kernel: FakeKernel, backend_class: Type[Backend]
 ) -> None:
     backend = backend_class()
-    [kq] = kernel.kqueues
+    kq = kernel.made(0)
     backend.register(5, READ)
     backend.register(6, WRITE)
     assert kernel.calls == []
     kernel.answer = [readable(5), writable(6)]
     assert sorted(backend.wait(2.5)) == [(5, READ), (6, WRITE)]
-    assert kernel.calls == [Call(kq, [Kev(5, FILTER_READ, EV_ADD), Kev(6, FILTER_WRITE, EV_ADD)], 4 + 2, 2.5)]
+    assert kernel.calls == [
+        Call(kq.fd, [Kev(5, FILTER_READ, EV_ADD), Kev(6, FILTER_WRITE, EV_ADD)], 4 + 2, 2.5)
+    ]
     backend.modify(5, WRITE)
     backend.wait(None)
     assert kernel.calls[-1] == Call(
-        kq, [Kev(5, FILTER_READ, EV_DELETE), Kev(5, FILTER_WRITE, EV_ADD)], 4 + 2, None
+        kq.fd, [Kev(5, FILTER_READ, EV_DELETE), Kev(5, FILTER_WRITE, EV_ADD)], 4 + 2, None
     )
     backend.unregister(5)
-    assert kernel.calls[-1] == Call(kq, [Kev(5, FILTER_WRITE, EV_DELETE)], 0, 0)
+    assert kernel.calls[-1] == Call(kq.fd, [Kev(5, FILTER_WRITE, EV_DELETE)], 0, 0)
     backend.close()
     assert not kq.is_open()
 
@@ -488,22 +498,21 @@ def test_after_fork_leaves_the_childs_new_kqueue_open(
     kernel: FakeKernel, backend_class: Type[Backend]
 ) -> None:
     parent = backend_class()
-    [inherited] = kernel.kqueues
+    number = kernel.made(0).fd
     parent.register(5, READ)
     parent.wait(0)
     kernel.fork()
     child = parent.after_fork()
-    new = kernel.kqueues[-1]
+    new = kernel.made(1)
     # The hazard is real here: the child's kqueue took the number the old object holds.
-    assert new is not inherited
-    assert new.fd == inherited.fd
+    assert new.fd == number
     # The core drops the parent's backend in the child; the collector may take it.
     del parent
     gc.collect()
     assert new.is_open()
     child.register(5, READ)
     child.wait(0)
-    assert kernel.calls[-1] == Call(new, [Kev(5, FILTER_READ, EV_ADD)], 2 + 1, 0)
+    assert kernel.calls[-1] == Call(number, [Kev(5, FILTER_READ, EV_ADD)], 2 + 1, 0)
     child.close()
 
 
@@ -519,7 +528,8 @@ def test_after_fork_of_several_backends_closes_nothing_the_child_opened(
     del first, second
     gc.collect()
     assert kernel.table.get(log) == "log"
-    assert all(kq.is_open() for kq in kernel.kqueues[-2:])
+    assert kernel.made(-1).is_open()
+    assert kernel.made(-2).is_open()
     for child in children:
         child.wait(0)
         child.close()

@@ -432,8 +432,8 @@ def backend_class(kernel: FakeKernel, monkeypatch: pytest.MonkeyPatch) -> Type[B
 
 
 def test_the_backend_loads_wherever_select_kqueue_exists(backend_class: Type[Backend]) -> None:
-    # On this machine (Linux, without kqueue) only the simulated select.kqueue is there:
-    # the module decides by that, not by sys.platform.
+    # Where Python has no kqueue (Linux, here) the simulated select.kqueue is all there
+    # is: the module decides by it, not by sys.platform.
     backend = backend_class()
     assert backend.name == "kqueue"
     assert backend.supported == READ | WRITE  # no PRIORITY: see pike_kqueue.kevents

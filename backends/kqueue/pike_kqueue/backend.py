@@ -33,8 +33,8 @@ they rely on, by section of the FreeBSD and macOS manual page:
   event, and not result in a duplicate entry" (DESCRIPTION, EV_ADD), and a repeated
   delete's ENOENT is ignored.
 * DESCRIPTION: "The queue is not inherited by a child created with fork(2)."  The
-  child's copy of the descriptor table has no queue at the parent's number, so the
-  first descriptor the child opens may take that number, its new kqueue included.
+  child's copy of the descriptor table has no queue at the parent's number, so any
+  descriptor the child opens may take that number, its new kqueue included.
   CPython before 3.12.1 does not know (gh-110395): the inherited ``select.kqueue``
   object still holds the number and closes it when closed or collected, which would
   close whatever has the number by then (the child's new kqueue, another poller's, a

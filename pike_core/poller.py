@@ -402,16 +402,18 @@ class Poller:
         self._ready.append((callback, args))
 
     def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any) -> None:
-        """Like :meth:`call_soon`, from any thread: it wakes a blocked wait.
+        """Like :meth:`call_soon`, from any thread: it wakes a blocked wait.  Once the
+        poller is closed (also by a close racing this call) the callback is dropped, as
+        everything queued is at close: a thread never gets an error for a poller that
+        another thread closed.
 
         :raises TypeError: ``callback`` is not callable.
-        :raises PollerClosedError: the poller is closed.
         """
         if not callable(callback):
             raise TypeError(f"call_soon_threadsafe needs a callable, got {callback!r}")
         with self._close_lock:
             if self._closed:
-                raise PollerClosedError(self)
+                return
             # deque.append is atomic, so the loop thread needs no lock to pop.
             self._ready.append((callback, args))
             self._wake()
@@ -480,19 +482,34 @@ class Poller:
         return len(batch)
 
     def _run_timers(self) -> None:
-        for handle in self._timers.pop_due(clock() + CLOCK_RESOLUTION):
-            try:
-                handle.run()
-            except _PROPAGATE:
-                raise
-            except BaseException:
-                self.handle_callback_error(handle)
+        due = self._timers.pop_due(clock() + CLOCK_RESOLUTION)
+        started = 0
+        try:
+            for handle in due:
+                if self._closed:
+                    return
+                started += 1
+                try:
+                    handle.run()
+                except _PROPAGATE:
+                    raise
+                except BaseException:
+                    self.handle_callback_error(handle)
+        finally:
+            # Left by an exception out of the loop (KeyboardInterrupt, or one raised by
+            # handle_callback_error itself): the others run at the next pass.
+            if started < len(due) and not self._closed:
+                self._timers.put_back(due[started:])
 
     def _run_ready(self) -> None:
         ready = self._ready
         # Only what was queued before this point: a callback that queues another must
-        # not keep this iteration from returning to the OS wait.
-        for _ in range(len(ready)):
+        # not keep this iteration from returning to the OS wait.  A nested poll() may
+        # have run some already, and close() drops them all.  What an exception out of
+        # the loop leaves stays queued for the next pass.
+        count = len(ready)
+        while count and ready:
+            count -= 1
             callback, args = ready.popleft()
             try:
                 callback(*args)
@@ -507,11 +524,15 @@ class Poller:
         :param timeout: total seconds to run, or None for no limit.  At least one poll
             happens even when it is 0.
         :param count: the most poll iterations to run, or None for no limit.
-        Returns when either limit is reached or :meth:`stop` was called.
+        Returns when either limit is reached, :meth:`stop` was called, the poller was
+        closed by one of its callbacks, or nothing is left to wait for (no transport, no
+        timer, no queued callback), as ``asyncore.loop`` does once its map is empty.
 
         :raises ValueError: a negative ``timeout`` or ``count``.
-        :raises PollerClosedError: the poller is closed.
+        :raises PollerClosedError: the poller was closed before the call.
         """
+        if self._closed:
+            raise PollerClosedError(self)
         timeout = _check_timeout(timeout, "loop")
         if count is not None:
             if isinstance(count, bool) or not isinstance(count, int):
@@ -524,7 +545,7 @@ class Poller:
         start = clock()
         done = 0
         try:
-            while count is None or done < count:
+            while (count is None or done < count) and self._has_work():
                 wait = None
                 if timeout is not None:
                     wait = timeout - (clock() - start)
@@ -536,10 +557,15 @@ class Poller:
                     wait = 0.0
                 self.poll(wait)
                 done += 1
-                if self._stopping:
+                if self._stopping or self._closed:
                     break
         finally:
             self._stopping = False
+
+    def _has_work(self) -> bool:
+        """Whether anything could end a wait: a registered transport, a pending timer or
+        a queued callback (asyncore's loop ends once its map is empty; so does this)."""
+        return len(self._records) > (self._waker is not None) or bool(self._ready) or len(self._timers) > 0
 
     def stop(self) -> None:
         """Make :meth:`loop` return after the current iteration.  Safe from any thread;

@@ -181,11 +181,34 @@ def counted(poller: Poller) -> Tuple[Poller, Counts]:
     return Poller(counting()), counts
 
 
+class WaitLog:
+    """Records the timeouts a poller passes to its backend's ``wait``: installed on the
+    backend object itself, so any backend, ours or a third party's, can be watched."""
+
+    def __init__(self, poller: Poller) -> None:
+        self.timeouts: List[Optional[float]] = []
+        self._backend = poller.backend
+        self._wait = self._backend.wait
+
+        def wait(timeout: Optional[float]) -> Collection[Tuple[int, int]]:
+            self.timeouts.append(timeout)
+            return self._wait(timeout)
+
+        self._backend.wait = wait  # type: ignore[method-assign]
+
+    def remove(self) -> None:
+        del self._backend.wait
+
+    def __enter__(self) -> WaitLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
 def waits_while_idle(poller: Poller, seconds: float = 0.5) -> int:
-    """How many OS waits ``poller`` (from :func:`counted`) makes in ``seconds`` of
-    ``loop()`` with nothing to do: a loop that blocks makes one or two, a spinning one
-    thousands."""
-    counts = poller.backend.counts  # type: ignore[attr-defined]
-    before = counts.waits
-    poller.loop(timeout=seconds)
-    return int(counts.waits - before)
+    """How many OS waits ``poller`` makes in ``seconds`` of ``loop()`` with nothing to
+    do: a loop that blocks makes one or two, a spinning one thousands."""
+    with WaitLog(poller) as log:
+        poller.loop(timeout=seconds)
+    return len(log.timeouts)

@@ -19,7 +19,6 @@ from .support import (
     Listener,
     Recorder,
     connected_pair,
-    counted,
     run_until,
     waits_while_idle,
 )
@@ -202,27 +201,23 @@ class KeepOpen(Recorder):
 def test_after_end_of_stream_a_transport_kept_open_costs_nothing_and_can_still_write(
     poller: Poller,
 ) -> None:
-    counting, _ = counted(poller)
-    try:
-        a, b = connected_pair()
-        t = KeepOpen(counting, a)
-        b.sendall(b"question")
-        b.shutdown(socket.SHUT_WR)
-        run_until(counting, lambda: t.count("close"), what="the end of stream")
-        assert t.state is State.END_OF_STREAM
-        reads = t.count("read")
-        waits = waits_while_idle(counting)
-        assert waits <= 2, f"{waits} waits in 0.5 s after end of stream: the loop spins"
-        assert t.count("read") == reads, "handle_read called again after end of stream"
-        assert t.write(b"answer") is True
-        b.setblocking(True)
-        assert b.recv(64) == b"answer"
-        assert bytes(t.received) == b"question"
-        assert t.count("close") == 1
-        t.close()
-        b.close()
-    finally:
-        counting.close()
+    a, b = connected_pair()
+    t = KeepOpen(poller, a)
+    b.sendall(b"question")
+    b.shutdown(socket.SHUT_WR)
+    run_until(poller, lambda: t.count("close"), what="the end of stream")
+    assert t.state is State.END_OF_STREAM
+    reads = t.count("read")
+    waits = waits_while_idle(poller)
+    assert waits <= 2, f"{waits} waits in 0.5 s after end of stream: the loop spins"
+    assert t.count("read") == reads, "handle_read called again after end of stream"
+    assert t.write(b"answer") is True
+    b.setblocking(True)
+    assert b.recv(64) == b"answer"
+    assert bytes(t.received) == b"question"
+    assert t.count("close") == 1
+    t.close()
+    b.close()
 
 
 def test_shutdown_with_writes_buffered_sends_them_first_and_the_peer_can_reply(poller: Poller) -> None:
@@ -382,35 +377,31 @@ def _fill_unix_backlog(path: str) -> List[socket.socket]:
 def test_unix_connect_to_a_full_backlog_waits_without_spinning_then_connects(
     poller: Poller, tmp_path: object
 ) -> None:
-    counting, _ = counted(poller)
-    try:
-        path = f"{tmp_path}/full.sock"
-        raw = socket.socket(socket.AF_UNIX)
-        raw.bind(path)
-        raw.listen(1)
-        fillers = _fill_unix_backlog(path)
-        client = Recorder(counting)
-        client.create_socket(socket.AF_UNIX)
-        client.connect(path)
-        assert client.state is State.CONNECTING
-        cpu = time.process_time()
-        waits = waits_while_idle(counting)
-        cpu = time.process_time() - cpu
-        # The retry backs off to 0.1 s: a handful of waits, never a spin.
-        assert waits <= 20, f"{waits} waits in 0.5 s while the backlog is full"
-        assert cpu < 0.25, f"{cpu:.2f} s of CPU in 0.5 s while the backlog is full"
-        assert client.calls == []
-        for _ in fillers:
-            conn, _ = raw.accept()
-            conn.close()
-        run_until(counting, lambda: client.connected, what="the connect once the backlog has room")
-        assert client.calls == ["connect"]
-        client.close()
-        for s in fillers:
-            s.close()
-        raw.close()
-    finally:
-        counting.close()
+    path = f"{tmp_path}/full.sock"
+    raw = socket.socket(socket.AF_UNIX)
+    raw.bind(path)
+    raw.listen(1)
+    fillers = _fill_unix_backlog(path)
+    client = Recorder(poller)
+    client.create_socket(socket.AF_UNIX)
+    client.connect(path)
+    assert client.state is State.CONNECTING
+    cpu = time.process_time()
+    waits = waits_while_idle(poller)
+    cpu = time.process_time() - cpu
+    # The retry backs off to 0.1 s: a handful of waits, never a spin.
+    assert waits <= 20, f"{waits} waits in 0.5 s while the backlog is full"
+    assert cpu < 0.25, f"{cpu:.2f} s of CPU in 0.5 s while the backlog is full"
+    assert client.calls == []
+    for _ in fillers:
+        conn, _ = raw.accept()
+        conn.close()
+    run_until(poller, lambda: client.connected, what="the connect once the backlog has room")
+    assert client.calls == ["connect"]
+    client.close()
+    for s in fillers:
+        s.close()
+    raw.close()
 
 
 @needs_af_unix

@@ -53,7 +53,7 @@ CLASSIFIERS = [
 _UNPINNED_PIKE = re.compile(r"^(pike-[a-z0-9-]+)\s*(;.*)?$")
 
 
-def read_version(path: Path = VERSION_FILE) -> str:
+def read_version(path: Path) -> str:
     """The release version: the one line of ``VERSION``.
 
     :raises ValueError: the file does not hold a ``MAJOR.MINOR.PATCH`` version.
@@ -85,7 +85,7 @@ class PikeMetadataHook(MetadataHookInterface):
     and ``classifiers`` (``[tool.hatch.metadata.hooks.custom]``)."""
 
     def update(self, metadata: Dict[str, Any]) -> None:
-        version = read_version()
+        version = read_version(VERSION_FILE)
         wanted: Dict[str, Any] = {
             "version": version,
             "dependencies": [pin(r, version) for r in self._option("dependencies")],

@@ -15,7 +15,7 @@ import tarfile
 import zipfile
 from email.message import Message
 from pathlib import Path
-from typing import Dict, List, Set
+from typing import Dict, List, Set, cast
 
 import pytest
 from packaging.markers import default_environment
@@ -138,7 +138,7 @@ def test_the_pike_smb2_shim_requires_pike_smb2() -> None:
 
 @pytest.mark.parametrize("platform", ["linux", "darwin", "win32", "freebsd14", "openbsd7"])
 def test_pip_install_pike_core_brings_the_platforms_backends(platform: str) -> None:
-    environment = {**default_environment(), "sys_platform": platform}
+    environment = cast(Dict[str, str], {**default_environment(), "sys_platform": platform})
     wanted = [
         r.name
         for r in requirements("pike-core")

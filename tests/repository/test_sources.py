@@ -28,7 +28,8 @@ FOLDERS = list(release.DISTRIBUTIONS.values())
 
 def pyproject(folder: Path) -> Dict[str, Any]:
     with open(folder / "pyproject.toml", "rb") as f:
-        return tomllib.load(f)
+        data: Dict[str, Any] = tomllib.load(f)
+    return data
 
 
 def test_every_distribution_folder_has_the_same_licence_and_hook() -> None:

@@ -89,7 +89,15 @@ def bundled_pip() -> Path:
 def pip_install(python: WindowsPython, wheels: Path) -> int:
     """Install :data:`REQUESTED` with pip under Windows CPython from ``wheels`` alone,
     replacing what an earlier run installed; then check what came with them."""
-    pip = [to_windows_path(bundled_pip() / "pip"), "--disable-pip-version-check", "--no-input"]
+    # pip from its wheel, with platform's WMI queries off: pip asks platform about the
+    # system, and the WMI call aborts under Wine 8 (a function it lacks); without _wmi,
+    # platform falls back to sys.getwindowsversion().
+    run_pip = (
+        "import runpy, sys; sys.modules['_wmi'] = None; "
+        f"sys.path.insert(0, {to_windows_path(bundled_pip())!r}); "
+        "runpy.run_module('pip', run_name='__main__', alter_sys=True)"
+    )
+    pip = ["-c", run_pip, "--disable-pip-version-check", "--no-input"]
     ours = [name for name in release.DISTRIBUTIONS if not name.endswith("-shim")]
     quiet = io.BytesIO()
     python.run([*pip, "uninstall", "-y", *ours], timeout=RUN_TIMEOUT, output=quiet)

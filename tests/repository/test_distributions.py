@@ -29,7 +29,8 @@ DIST_DIR = Path(os.environ.get("PIKE_DIST_DIR", ROOT / ".cache" / "dist"))
 VERSION = release.read_version()
 NAMES = list(release.DISTRIBUTIONS)
 LICENSE = (ROOT / "LICENSE").read_bytes()
-DOCS = "https://pike-core.github.io/pike-core/"
+#: The documentation site, as hatch_build.py gives it to every distribution's metadata.
+DOCS = re.search(r'DOCUMENTATION = "([^"]+)"', (ROOT / "hatch_build.py").read_text()).group(1)  # type: ignore[union-attr]
 #: The operating systems each distribution is for.
 SYSTEMS: Dict[str, Set[str]] = {
     "pike-select": {"Operating System :: OS Independent"},
@@ -189,7 +190,9 @@ def _links(text: str) -> List[str]:
 
 def _site_pages() -> Set[str]:
     """The pages of the documentation site, as URLs (from mkdocs.yml's nav)."""
-    pages = re.findall(r":\s*([\w-]+)\.md\s*$", (ROOT / "mkdocs.yml").read_text(), re.MULTILINE)
+    config = (ROOT / "mkdocs.yml").read_text()
+    assert f"site_url: {DOCS}\n" in config, "mkdocs.yml's site_url is not hatch_build.DOCUMENTATION"
+    pages = re.findall(r":\s*([\w-]+)\.md\s*$", config, re.MULTILINE)
     return {DOCS + ("" if page == "index" else f"{page}/") for page in pages}
 
 

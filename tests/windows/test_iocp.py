@@ -53,7 +53,8 @@ def test_late_completion_never_reaches_the_next_owner_of_the_handle() -> None:
         assert newcomer.calls == []
         assert old.calls == []
         # Only the newcomer's own poll is still in flight: nothing of the old one is kept.
-        assert len(poller._ops) <= len(poller._watched)
+        backend = poller.backend
+        assert len(backend._ops) <= len(backend._watched)
         newcomer.close()
         b.close()
 
@@ -64,9 +65,10 @@ def test_closing_the_poller_takes_back_every_operation() -> None:
     for a, _ in pairs:
         Recorder(poller, a)
     poller.poll(0)
-    assert len(poller._ops) >= 20
+    backend = poller.backend
+    assert len(backend._ops) >= 20
     poller.close()
-    assert poller._ops == {}
+    assert backend._ops == {}
     assert iocp._abandoned == []
     for _, b in pairs:
         b.close()
@@ -79,4 +81,4 @@ def test_cross_thread_wakeups_are_coalesced_into_one_packet() -> None:
             poller.call_soon_threadsafe(called.append, i)
         run_until(poller, lambda: len(called) == 100, what="100 queued callbacks")
         assert called == list(range(100))
-        assert not poller._wake_posted
+        assert not poller.backend._wake_posted

@@ -1,5 +1,6 @@
-"""What only the IOCP backend can get wrong: completions that come back after their
-socket was closed, and operations still in flight when the poller closes.
+"""What only the IOCP backend can get wrong: connects that must not go through ConnectEx,
+completions that come back after their socket was closed, and operations still in flight
+when the poller closes.
 
 Windows only; ``tools/windows_conformance.py`` runs it under Wine on Linux machines.
 """
@@ -14,7 +15,7 @@ from typing import List
 
 import pytest
 
-from pike_core import Poller
+from pike_core import Poller, State
 from pike_core.conformance.support import DEADLINE, Recorder, connected_pair, run_until
 
 if sys.platform != "win32":
@@ -25,6 +26,29 @@ if sys.platform != "win32":
 
 # By name: the poller module raises ImportError where it cannot run.
 iocp = importlib.import_module("pike_iocp.backend")
+
+
+def test_a_datagram_connect_does_not_go_through_connectex() -> None:
+    """Windows supports ConnectEx on connection-oriented sockets only; Wine accepts it on
+    UDP as well, so only the route taken can show it here."""
+    backend = iocp.IocpBackend()
+    with Poller(backend) as poller:
+        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        peer.bind(("127.0.0.1", 0))
+        t = Recorder(poller)
+        t.create_socket(socket.AF_INET, socket.SOCK_DGRAM)
+        t.connect(peer.getsockname())
+        assert backend._watched[t.fileno()].connecting is None
+        run_until(poller, lambda: t.calls, what="handle_connect of the datagram socket")
+        assert t.calls == ["connect"]
+        assert t.state is State.DATAGRAM
+        assert t.send(b"ping") == 4
+        data, address = peer.recvfrom(16)
+        assert data == b"ping"
+        peer.sendto(b"pong", address)
+        run_until(poller, lambda: bytes(t.received) == b"pong", what="the reply datagram")
+        t.close()
+        peer.close()
 
 
 def test_late_completion_never_reaches_the_next_owner_of_the_handle() -> None:

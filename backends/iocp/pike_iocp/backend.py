@@ -393,6 +393,7 @@ class IocpBackend(Backend):
         watched = self._watched.get(sock.fileno())
         if (
             watched is None
+            or sock.type != socket.SOCK_STREAM
             or sock.family not in (socket.AF_INET, socket.AF_INET6)
             or not (isinstance(address, tuple) and len(address) >= 2)
             or not (isinstance(address[0], str) and isinstance(address[1], int))

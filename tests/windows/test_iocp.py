@@ -1,6 +1,6 @@
-"""What only the IOCP backend can get wrong: connects that must not go through ConnectEx,
-completions that come back after their socket was closed, and operations still in flight
-when the poller closes.
+"""What only the IOCP backend can get wrong: the AFD events a poll in flight asks for,
+connects that must not go through ConnectEx, completions that come back after their
+socket was closed, and operations still in flight when the poller closes.
 
 Windows only; ``tools/windows_conformance.py`` runs it under Wine on Linux machines.
 """
@@ -8,14 +8,15 @@ Windows only; ``tools/windows_conformance.py`` runs it under Wine on Linux machi
 from __future__ import annotations
 
 import importlib
+import os
 import select
 import socket
 import sys
-from typing import List
+from typing import Any, List
 
 import pytest
 
-from pike_core import Poller, State
+from pike_core import Poller, State, events
 from pike_core.conformance.support import DEADLINE, Recorder, connected_pair, run_until
 
 if sys.platform != "win32":
@@ -26,6 +27,84 @@ if sys.platform != "win32":
 
 # By name: the poller module raises ImportError where it cannot run.
 iocp = importlib.import_module("pike_iocp.backend")
+
+#: Written out here rather than taken from the module, so a change there shows.
+ALWAYS = iocp._AFD_POLL_ABORT | iocp._AFD_POLL_CONNECT_FAIL | iocp._AFD_POLL_LOCAL_CLOSE
+RECEIVING = iocp._AFD_POLL_RECEIVE | iocp._AFD_POLL_ACCEPT | iocp._AFD_POLL_DISCONNECT
+SENDING = iocp._AFD_POLL_SEND
+
+
+def asked(backend: Any, fd: int) -> int:
+    """The AFD events the poll in flight for ``fd`` asks for; 0 when none is in flight."""
+    watched = backend._watched.get(fd)
+    poll = None if watched is None else watched.poll
+    return 0 if poll is None else int(poll.afd_events)
+
+
+def fill_send_buffer(sock: socket.socket) -> None:
+    """Send until ``sock`` would block: the peer reads nothing, so it stays unwritable."""
+    chunk = b"x" * 65536
+    try:
+        while True:
+            sock.send(chunk)
+    except BlockingIOError:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("mask", "expected"),
+    [
+        (events.READ, RECEIVING | ALWAYS),
+        (events.WRITE, SENDING | ALWAYS),
+        (events.READ | events.WRITE, RECEIVING | SENDING | ALWAYS),
+    ],
+    ids=["READ", "WRITE", "READ|WRITE"],
+)
+def test_the_poll_in_flight_asks_for_what_the_mask_calls_for(mask: int, expected: int) -> None:
+    backend = iocp.IocpBackend()
+    a, b = connected_pair()
+    try:
+        # Neither readable nor writable, so the poll stays in flight to be looked at.
+        fill_send_buffer(a)
+        backend.register(a.fileno(), mask)
+        assert list(backend.wait(0)) == []
+        assert asked(backend, a.fileno()) == expected
+    finally:
+        backend.unregister(a.fileno())
+        backend.close()
+        a.close()
+        b.close()
+
+
+class KeepOpen(Recorder):
+    def handle_close(self) -> None:
+        self.calls.append("close")
+
+
+@pytest.mark.parametrize("how", ["reading paused", "end of stream"])
+def test_a_transport_not_reading_has_no_receive_poll_in_flight(how: str) -> None:
+    """Unread data, or the peer's end of stream, must not complete the poll of a transport
+    that only waits for its writes to drain: the completion would be dropped and the poll
+    issued again, a spin the core never sees."""
+    backend = iocp.IocpBackend()
+    with Poller(backend) as poller:
+        a, b = connected_pair()
+        t = KeepOpen(poller, a)
+        t.write_limit = 64 << 20
+        if how == "reading paused":
+            t.pause_reading()
+            b.sendall(b"unread")
+        else:
+            b.shutdown(socket.SHUT_WR)
+            run_until(poller, lambda: t.count("close"), what="the end of stream")
+            assert t.state is State.END_OF_STREAM
+        t.write(os.urandom(16 << 20))
+        for _ in range(3):
+            poller.poll(0.01)
+        assert t.write_buffer_size > 0, "the peer reads nothing, so some bytes must wait"
+        assert asked(backend, t.fileno()) == SENDING | ALWAYS
+        t.close()
+        b.close()
 
 
 def test_a_datagram_connect_does_not_go_through_connectex() -> None:

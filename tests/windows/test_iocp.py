@@ -109,7 +109,8 @@ def test_a_transport_not_reading_has_no_receive_poll_in_flight(how: str) -> None
 
 def test_a_datagram_connect_does_not_go_through_connectex() -> None:
     """Windows supports ConnectEx on connection-oriented sockets only; Wine accepts it on
-    UDP as well, so only the route taken can show it here."""
+    UDP as well, so only the route taken can show it here (the conformance suite checks
+    what a user sees of a connected datagram transport)."""
     backend = iocp.IocpBackend()
     with Poller(backend) as poller:
         peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -120,12 +121,6 @@ def test_a_datagram_connect_does_not_go_through_connectex() -> None:
         assert backend._watched[t.fileno()].connecting is None
         run_until(poller, lambda: t.calls, what="handle_connect of the datagram socket")
         assert t.calls == ["connect"]
-        assert t.state is State.DATAGRAM
-        assert t.send(b"ping") == 4
-        data, address = peer.recvfrom(16)
-        assert data == b"ping"
-        peer.sendto(b"pong", address)
-        run_until(poller, lambda: bytes(t.received) == b"pong", what="the reply datagram")
         t.close()
         peer.close()
 

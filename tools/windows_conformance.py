@@ -2,8 +2,8 @@
 
 It installs Wine from Debian's packages if it is missing, fetches the pinned Windows
 CPython (python.org's embeddable build, sha256-checked: a mismatch stops the step),
-installs pike-core, pike-iocp and pike-select (wheels built here) and pytest into it, and
-runs, under that interpreter:
+installs pike-core, pike-iocp and pike-select (wheels built here), pytest and hypothesis
+into it, and runs, under that interpreter:
 
 1. a version line;
 2. the conformance suite on the ``iocp`` and ``select`` backends (including the 500
@@ -125,7 +125,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with tempfile.TemporaryDirectory(prefix="pike-wheels-") as folder:
             wheels = build_wheels(Path(folder))
             with WindowsPython.prepare(options.cache, options.version) as python:
-                python.install_requirements(["pytest"])
+                # hypothesis: the stateful tests run on both backends there as well.
+                python.install_requirements(["pytest", "hypothesis"])
                 python.install_wheels(wheels)
                 # Outside the clone, so what runs is the installed wheels, not the sources,
                 # and pytest finds none of the clone's configuration.

@@ -372,6 +372,11 @@ def test_a_connected_datagram_transport_exchanges_datagrams(poller: Poller) -> N
     run_until(poller, lambda: t.calls, what="handle_connect of a datagram socket")
     assert t.calls == ["connect"]
     assert t.state is State.DATAGRAM
+    poller.defer_write(t)
+    run_until(poller, lambda: t.count("write"), what="the handle_write asked for")
+    for _ in range(3):
+        poller.poll(0.01)
+    assert t.calls == ["connect", "write"]
     sock = t.socket
     assert sock is not None
     assert t.send(b"ping") == 4
@@ -379,7 +384,7 @@ def test_a_connected_datagram_transport_exchanges_datagrams(poller: Poller) -> N
     assert (data, address) == (b"ping", sock.getsockname())
     peer.sendto(b"pong", address)
     run_until(poller, lambda: bytes(t.received) == b"pong", what="the reply datagram")
-    assert t.calls == ["connect", "read"]
+    assert t.calls == ["connect", "write", "read"]
     t.close()
     peer.close()
 

@@ -173,10 +173,18 @@ def test_closing_the_poller_takes_back_every_operation() -> None:
 
 
 def test_cross_thread_wakeups_are_coalesced_into_one_packet() -> None:
-    with Poller(iocp.IocpBackend()) as poller:
+    backend = iocp.IocpBackend()
+    with Poller(backend) as poller:
+        # has_wake: the core makes no socket-pair waker of its own.
+        assert poller._waker is None
         called: List[int] = []
         for i in range(100):
             poller.call_soon_threadsafe(called.append, i)
+        taken = backend._dequeue(0)
+        assert len(taken) == 1, f"{len(taken)} packets in the port for 100 wake-ups"
+        (address, error), ready = taken[0], {}
+        assert backend._complete(address, error, ready), "not the wake-up packet"
+        assert ready == {}
         run_until(poller, lambda: len(called) == 100, what="100 queued callbacks")
         assert called == list(range(100))
-        assert not poller.backend._wake_posted
+        assert not backend._wake_posted

@@ -28,7 +28,8 @@ if sys.platform != "win32":
 # By name: the poller module raises ImportError where it cannot run.
 iocp = importlib.import_module("pike_iocp.backend")
 
-#: Written out here rather than taken from the module, so a change there shows.
+#: Composed here from the single AFD bits, not taken from the module's own sets, so a change
+#: to those shows.
 ALWAYS = iocp._AFD_POLL_ABORT | iocp._AFD_POLL_CONNECT_FAIL | iocp._AFD_POLL_LOCAL_CLOSE
 RECEIVING = iocp._AFD_POLL_RECEIVE | iocp._AFD_POLL_ACCEPT | iocp._AFD_POLL_DISCONNECT
 SENDING = iocp._AFD_POLL_SEND

@@ -2,7 +2,7 @@
 
 It installs Wine from Debian's packages if it is missing, fetches the pinned Windows
 CPython (python.org's embeddable build, sha256-checked: a mismatch stops the step),
-installs pytest into it, and runs, under that interpreter:
+installs pytest and hypothesis into it, and runs, under that interpreter:
 
 1. a version line;
 2. pip itself (the host's bundled pip wheel), installing ``pike-core`` and ``pike-bench``
@@ -89,11 +89,10 @@ def bundled_pip() -> Path:
 def pip_install(python: WindowsPython, wheels: Path) -> int:
     """Install :data:`REQUESTED` with pip under Windows CPython from ``wheels`` alone,
     replacing what an earlier run installed; then check what came with them."""
-    # pip from its wheel, with platform's WMI queries off: pip asks platform about the
-    # system, and the WMI call aborts under Wine 8 (a function it lacks); without _wmi,
-    # platform falls back to sys.getwindowsversion().
+    # pip from its wheel (platform's WMI query, which pip makes and Wine 8 cannot answer,
+    # is gone: WindowsPython.prepare removes _wmi).
     run_pip = (
-        "import runpy, sys; sys.modules['_wmi'] = None; "
+        "import runpy, sys; "
         f"sys.path.insert(0, {to_windows_path(bundled_pip())!r}); "
         "runpy.run_module('pip', run_name='__main__', alter_sys=True)"
     )
@@ -176,7 +175,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             wheels = Path(folder) / "wheels"
             build_wheels(wheels)
             with WindowsPython.prepare(options.cache, options.version) as python:
-                python.install_requirements(["pytest"])
+                # hypothesis: the stateful tests run on both backends there as well.
+                python.install_requirements(["pytest", "hypothesis"])
                 # Not platform.platform(): its WMI query hits a function Wine 8 lacks.
                 version = "import sys; print('Windows CPython', sys.version, sys.getwindowsversion()[:3])"
                 python.run(["-c", version], timeout=RUN_TIMEOUT)

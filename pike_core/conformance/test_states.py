@@ -19,6 +19,8 @@ from .support import (
     Listener,
     Recorder,
     connected_pair,
+    drain_into,
+    idle_cost,
     run_until,
     waits_while_idle,
 )
@@ -65,9 +67,10 @@ class HeldListener:
         probe = socket.socket()
         probe.setblocking(False)
         probe.connect_ex(self.address)
-        done = select.select([], [probe], [], 0.2)[1]
+        # Windows reports a refused connect in the exceptional set, not the writable one.
+        _, connected, refused = select.select([], [probe], [probe], 0.2)
         probe.close()
-        if done:
+        if connected or refused:
             self.close()
             pytest.skip("this OS answers a connect to a full accept queue instead of holding it")
 
@@ -214,6 +217,27 @@ def test_after_end_of_stream_a_transport_kept_open_costs_nothing_and_can_still_w
     assert t.write(b"answer") is True
     b.setblocking(True)
     assert b.recv(64) == b"answer"
+    # A long reply the peer does not read yet: watched for writing only, the end of
+    # stream (which still holds) must not wake the loop either.
+    t.write_limit = 64 << 20
+    reply = os.urandom(4 << 20)
+    t.write(reply)
+    for _ in range(3):
+        poller.poll(0.01)
+    assert t.write_buffer_size > 0, "the peer reads nothing yet, so some bytes must wait"
+    waits, cpu = idle_cost(poller)
+    assert waits <= 2, f"{waits} waits in 0.5 s after end of stream, writes waiting"
+    assert cpu < 0.05, f"{cpu:.2f} s of CPU in 0.5 s after end of stream, writes waiting"
+    b.setblocking(False)
+    got = bytearray()
+
+    def peer_has_the_reply() -> bool:
+        drain_into(b, got)
+        return len(got) >= len(reply)
+
+    run_until(poller, peer_has_the_reply, what="the long reply after end of stream")
+    assert bytes(got) == reply
+    assert t.count("read") == reads
     assert bytes(t.received) == b"question"
     assert t.count("close") == 1
     t.close()
@@ -331,6 +355,33 @@ def test_an_empty_datagram_is_data_and_the_transport_stays_open(poller: Poller) 
     assert t.closes == 0
     t.close()
     sender.close()
+
+
+def test_a_connected_datagram_transport_exchanges_datagrams(poller: Poller) -> None:
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(10)
+    t = Recorder(poller)
+    t.create_socket(socket.AF_INET, socket.SOCK_DGRAM)
+    t.connect(peer.getsockname())
+    run_until(poller, lambda: t.calls, what="handle_connect of a datagram socket")
+    assert t.calls == ["connect"]
+    assert t.state is State.DATAGRAM
+    poller.defer_write(t)
+    run_until(poller, lambda: t.count("write"), what="the handle_write asked for")
+    for _ in range(3):
+        poller.poll(0.01)
+    assert t.calls == ["connect", "write"]
+    sock = t.socket
+    assert sock is not None
+    assert t.send(b"ping") == 4
+    data, address = peer.recvfrom(16)
+    assert (data, address) == (b"ping", sock.getsockname())
+    peer.sendto(b"pong", address)
+    run_until(poller, lambda: bytes(t.received) == b"pong", what="the reply datagram")
+    assert t.calls == ["connect", "write", "read"]
+    t.close()
+    peer.close()
 
 
 # --- connecting over AF_UNIX ---------------------------------------------------------

@@ -557,14 +557,15 @@ class Poller:
                     wait = 0.0
                 self.poll(wait)
                 done += 1
-                if self._stopping or self._closed:
+                if self._stopping:
                     break
         finally:
             self._stopping = False
 
     def _has_work(self) -> bool:
         """Whether anything could end a wait: a registered transport, a pending timer or
-        a queued callback (asyncore's loop ends once its map is empty; so does this)."""
+        a queued callback (asyncore's loop ends once its map is empty; so does this).
+        Never after :meth:`close`, which drops them all."""
         return len(self._records) > (self._waker is not None) or bool(self._ready) or len(self._timers) > 0
 
     def stop(self) -> None:

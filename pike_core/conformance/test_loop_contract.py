@@ -32,7 +32,9 @@ def test_a_timer_any_finite_delay_away_never_breaks_the_loop(poller: Poller, del
     poller.call_later(0.05, fired.append, True)
     with WaitLog(poller) as log:
         poller.loop(timeout=0.2)
-        poller.poll(0)
+        # No limit but the far timer: it alone bounds this wait, which a wake-up ends.
+        threading.Timer(0.05, poller.wake).start()
+        poller.poll(None)
     assert fired == [True]
     assert log.timeouts, "the loop never waited"
     assert all(t is None or 0 <= t <= MAX_WAIT for t in log.timeouts), log.timeouts

@@ -719,6 +719,9 @@ def config_from(args: Any) -> Config:
             raise ValueError(f"unknown workload(s) {unknown}; choose from {list(by_key)}")
         workloads = tuple(by_key[k] for k in wanted)
     servers = tuple(k.strip() for k in args.servers.split(",")) if args.servers else None
+    # Absolute (servers start in another folder), but not resolved: a virtual
+    # environment's python is a symbolic link to the interpreter it was made from.
+    baseline = os.path.abspath(args.baseline) if args.baseline and os.sep in args.baseline else args.baseline
     if args.smoke:
         out = args.out or default_out() / "smoke"
         return Config(
@@ -746,7 +749,7 @@ def config_from(args: Any) -> Config:
         workloads,
         servers,
         not args.no_pm_qos,
-        args.baseline,
+        baseline,
     )
 
 

@@ -14,14 +14,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Optional, final
 
 if TYPE_CHECKING:
-    from .poller import Channel
+    from .poller import Channel, Reader
 
 
 @final
 class Interest:
     """One registration of a descriptor with a poller (core use)."""
 
-    __slots__ = ("channel", "dirty", "epoch", "failure", "fd", "held", "os", "want")
+    __slots__ = ("channel", "dirty", "epoch", "failure", "fd", "held", "os", "reader", "want")
 
     def __init__(self, fd: int, channel: Channel, want: int, epoch: int) -> None:
         self.fd = fd
@@ -41,6 +41,10 @@ class Interest:
         self.epoch = epoch
         #: Why the backend stopped watching ``fd`` (a refused change), once it did.
         self.failure: Optional[OSError] = None
+        #: The channel while a plain read event means only its ``handle_read`` (a
+        #: transport reading data), which the poller then calls itself: one Python call
+        #: per event instead of two.  None when the channel's own dispatch must decide.
+        self.reader: Optional[Reader] = None
 
     def __repr__(self) -> str:
         return (

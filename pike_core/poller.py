@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("pike_core")
 
 _PROPAGATE = (KeyboardInterrupt, SystemExit)
+_READ: Final = events.READ
 #: The types a timeout may have without a closer look (bool is an int, and refused there).
 _SECONDS: Final = (int, float)
 #: The epoch of a held record: later than any wait, so no event is dispatched to it.
@@ -66,6 +67,16 @@ class Channel(Protocol):
     def _handle_events(self, mask: int) -> None: ...
 
     def close(self) -> None: ...
+
+
+class Reader(Protocol):
+    """A channel whose plain read events the poller may hand to ``handle_read`` itself
+    (see :attr:`Interest.reader <pike_core.interest.Interest.reader>`)."""
+
+    def handle_read(self) -> None: ...
+
+    def _report_error(self) -> None:
+        """Called inside ``except`` when ``handle_read`` raised."""
 
 
 def _check_timeout(timeout: Optional[float], what: str) -> Optional[float]:
@@ -468,13 +479,24 @@ class Poller:
         batch = self._backend.wait(timeout)
         if refused:
             batch = [*batch, *refused]
-        # The hot path: per event one dict lookup, one comparison and one method call.
+        # The hot path: per event one dict lookup, two comparisons and one method call.
+        # Data for a transport that is reading goes straight to its handle_read (the
+        # rule of Transport._handle_events, which decides every other event).
         get = self._records.get
         for fd, mask in batch:
             rec = get(fd)
             if rec is None or rec.epoch >= epoch:
                 continue
-            rec.channel._handle_events(mask)
+            reader = rec.reader
+            if reader is not None and mask == _READ:
+                try:
+                    reader.handle_read()
+                except _PROPAGATE:
+                    raise
+                except BaseException:
+                    reader._report_error()
+            else:
+                rec.channel._handle_events(mask)
         if self._timer_heap:
             self._run_timers()
         if self._ready:

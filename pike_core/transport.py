@@ -247,9 +247,10 @@ class Transport:
         """Tell the poller what the transport wants now; called after every change of
         state or of a flag the wanted events depend on."""
         state = self._state
-        self._reading = (state is _CONNECTED or state is _DATAGRAM) and not self._read_paused
+        reading = self._reading = (state is _CONNECTED or state is _DATAGRAM) and not self._read_paused
         rec = self._rec
         if rec is not None:
+            rec.reader = self if reading else None
             want = self._wanted()
             if want != rec.want:
                 rec.want = want
@@ -361,6 +362,8 @@ class Transport:
             self.socket = None
             self._enter(_IDLE)
             raise
+        # The new record learns whether read events go straight to handle_read.
+        self._update_interest()
 
     def fileno(self) -> int:
         """The socket's descriptor, or -1 once closed."""
@@ -596,11 +599,11 @@ class Transport:
         """
         # recv runs once per read event: one test passes the common case, and a closed
         # socket is recognised only once the OS refused it.
-        if bufsize.__class__ is not int or not 0 < bufsize <= DIRECT_RECV:
-            bufsize = self._recv_size(bufsize, "recv()")
         sock = self.socket
-        if sock is None:
-            raise self._no_socket("recv()")
+        if sock is None or bufsize.__class__ is not int or not 0 < bufsize <= DIRECT_RECV:
+            bufsize = self._recv_size(bufsize, "recv()")
+            if sock is None:
+                raise self._no_socket("recv()")
         try:
             data = sock.recv(bufsize) if bufsize <= DIRECT_RECV else _recv_copied(sock, bufsize)
         except (BlockingIOError, InterruptedError):

@@ -87,8 +87,9 @@ class EchoListener(Transport):
 def run_own_loop(poller: Poller) -> None:
     """Drive ``poller``'s transports with the least a loop for this job needs.
 
-    It calls the same backend primitive and the same ``Transport._handle_events`` as
-    :meth:`Poller.poll`, and applies interest changes the same way, but has no timers, no
+    It calls the same backend primitive as :meth:`Poller.poll`, ``Transport._handle_events``
+    for every event (the core hands a plain read event to ``handle_read`` itself), and
+    applies interest changes the same way, but has no timers, no
     queued callbacks, no stop flag and no check for a descriptor number reused within a
     batch (here a stray event can only reach a just-accepted echo handler as a read that
     finds nothing, which is harmless).

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
 import pytest
 
@@ -113,6 +114,43 @@ def test_pausing_inside_handle_read_while_a_write_is_pending(poller: Poller, how
     assert t.errors == []
     t.close()
     b.close()
+
+
+class PausesTheOther(Recorder):
+    """Reads, then pauses its partner (the way ``how`` names): the partner's read event of
+    the same batch, reported before the pause, must not reach it."""
+
+    partner: PausesTheOther
+    how = "pause_reading"
+
+    def handle_read(self) -> None:
+        super().handle_read()
+        if self.how == "pause_reading":
+            self.partner.pause_reading()
+        else:
+            self.poller.pause(self.partner)
+
+
+@pytest.mark.parametrize("how", ["pause_reading", "poller.pause"])
+def test_a_transport_that_stops_reading_gets_no_read_event_left_in_the_batch(
+    poller: Poller, how: str
+) -> None:
+    # Both have data before the wait, so one wait reports both: whichever is dispatched
+    # first stops the other one reading, and the other's event is then dropped.
+    a1, b1 = connected_pair()
+    a2, b2 = connected_pair()
+    t1, t2 = PausesTheOther(poller, a1), PausesTheOther(poller, a2)
+    t1.partner, t2.partner = t2, t1
+    t1.how = t2.how = how
+    b1.sendall(b"one")
+    b2.sendall(b"two")
+    time.sleep(0.05)
+    poller.poll(1.0)
+    assert t1.count("read") + t2.count("read") == 1, (t1.calls, t2.calls)
+    for t in (t1, t2):
+        t.close()
+    b1.close()
+    b2.close()
 
 
 def test_one_interest_change_per_write_event_at_most(poller: Poller) -> None:

@@ -566,8 +566,14 @@ class Poller:
         # hair before ``timeout`` has passed by the caller's own subtraction.
         start = clock()
         done = 0
+        records, ready, timers, poll = self._records, self._ready, self._timers, self.poll
         try:
-            while (count is None or done < count) and self._has_work():
+            # Until nothing could end a wait: no registered transport (the waker aside), no
+            # queued callback, no timer (asyncore's loop ends once its map is empty; so
+            # does this; close() drops them all).
+            while (count is None or done < count) and (
+                len(records) > (self._waker is not None) or ready or timers
+            ):
                 wait = None
                 if timeout is not None:
                     wait = timeout - (clock() - start)
@@ -577,18 +583,12 @@ class Poller:
                         wait = 0.0
                 if self._stopping:
                     wait = 0.0
-                self.poll(wait)
+                poll(wait)
                 done += 1
                 if self._stopping:
                     break
         finally:
             self._stopping = False
-
-    def _has_work(self) -> bool:
-        """Whether anything could end a wait: a registered transport, a pending timer or
-        a queued callback (asyncore's loop ends once its map is empty; so does this).
-        Never after :meth:`close`, which drops them all."""
-        return len(self._records) > (self._waker is not None) or bool(self._ready) or len(self._timers) > 0
 
     def stop(self) -> None:
         """Make :meth:`loop` return after the current iteration.  Safe from any thread;

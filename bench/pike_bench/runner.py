@@ -98,6 +98,8 @@ class Server:
     title: str
     command: Tuple[str, ...]
     many_fds: bool = True
+    #: Runs in an environment of its own: this process's PYTHONPATH is not passed on.
+    foreign: bool = False
 
 
 @dataclasses.dataclass
@@ -252,6 +254,7 @@ def find_servers(echo_server: Path, baseline: Optional[str] = None) -> List[Serv
                 f"pike-{best}-baseline",
                 f"pike {best} of {baseline}",
                 (baseline, "-m", _baseline_module(baseline), "pike", "--backend", best),
+                foreign=True,
             )
         )
     servers.append(Server("asyncio", "asyncio Protocol", (*python, "asyncio")))
@@ -297,8 +300,11 @@ def _baseline_module(python: str) -> str:
         "    except ImportError:\n"
         "        pass\n"
     )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     try:
-        out = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=False, timeout=60)
+        out = subprocess.run(
+            [python, "-c", probe], capture_output=True, text=True, check=False, timeout=60, env=env, cwd="/"
+        )
     except OSError as exc:
         raise ValueError(f"--baseline {python}: cannot run it: {exc}") from None
     module = out.stdout.strip()
@@ -317,7 +323,10 @@ class RunningServer:
 
     def __init__(self, server: Server, core: Optional[int], cwd: Path) -> None:
         self.server = server
-        self.proc = subprocess.Popen(server.command, stdout=subprocess.PIPE, text=True, cwd=cwd)
+        env = None
+        if server.foreign:
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        self.proc = subprocess.Popen(server.command, stdout=subprocess.PIPE, text=True, cwd=cwd, env=env)
         if core is not None:
             os.sched_setaffinity(self.proc.pid, {core})
         assert self.proc.stdout is not None
@@ -699,7 +708,8 @@ def add_arguments(parser: Any) -> None:
         "--baseline",
         metavar="PYTHON",
         help="also run the pike server of another environment, given by its python (for example "
-        "a checkout of an earlier version), interleaved with this one's, and print the paired ratio",
+        "a checkout of an earlier version; PYTHONPATH is not passed on to it), interleaved with this "
+        "one's, and print the paired ratio",
     )
     parser.add_argument(
         "--budget",

@@ -373,7 +373,9 @@ def run_once(
     # The load generator's own clock starts after connecting and warming up; sample the
     # server over about the same window.
     if workload.many_fds:
-        _wait_for_descriptors(server, proc, cfg.idle)
+        # Every connection, the active ones included (they come last, and the load
+        # generator's warm-up starts once each was answered).
+        _wait_for_descriptors(server, proc, cfg.idle + int(args[args.index("--conns") + 1]))
     time.sleep(cfg.warmup)
     (user0, sys0), busy0, t0 = _proc_times(server.pid), _busy(), time.monotonic()
     out, err = proc.communicate()

@@ -13,7 +13,6 @@ import errno
 import logging
 import math
 import os
-import sys
 import threading
 import weakref
 from typing import (
@@ -34,7 +33,7 @@ from typing import (
 from . import events
 from .backend import MAX_WAIT, Backend
 from .errors import CapacityError, PollerClosedError, RegistrationError
-from .interest import Interest
+from .interest import HELD, Interest
 from .timers import CLOCK_RESOLUTION, TimerHandle, TimerQueue, clock
 from .waker import Waker
 
@@ -47,8 +46,6 @@ _PROPAGATE = (KeyboardInterrupt, SystemExit)
 _READ: Final = events.READ
 #: The types a timeout may have without a closer look (bool is an int, and refused there).
 _SECONDS: Final = (int, float)
-#: The epoch of a held record: later than any wait, so no event is dispatched to it.
-_HELD: Final = sys.maxsize
 
 
 class Channel(Protocol):
@@ -101,11 +98,6 @@ def _closed_behind_our_back(rec: Interest) -> bool:
     """Whether the socket of ``rec``'s channel was closed without unregistering it."""
     sock = getattr(rec.channel, "socket", None)
     return sock is not None and sock.fileno() != rec.fd
-
-
-#: Which poller watches each descriptor, across pollers: one socket must not be
-#: registered twice, which the OS does not always refuse.
-_watched_by: Dict[int, Poller] = {}
 
 
 class Poller:
@@ -191,17 +183,8 @@ class Poller:
                     f"to {current.channel!r}; close that one first",
                 )
             self._evict(current)
-        other = _watched_by.get(fd)
-        if other is not None and other is not self and not other._closed and fd in other._records:
-            held = other._records[fd]
-            if not _closed_behind_our_back(held):
-                raise RegistrationError(
-                    transport,
-                    f"cannot register {transport!r}: its socket (descriptor {fd}) is registered "
-                    f"with another poller, {other!r}, to {held.channel!r}; "
-                    "one socket can belong to one transport only",
-                )
-            other._evict(held)
+        if len(_live_pollers) > 1:
+            self._check_other_pollers(transport, fd)
         rec = Interest(fd, transport, transport._wanted(), self._epoch)
         mask = rec.want & self._supported
         try:
@@ -213,8 +196,26 @@ class Poller:
         rec.os = mask
         # Only once the OS took it, so a refusal leaves no trace of the transport here.
         self._records[fd] = rec
-        _watched_by[fd] = self
         transport._rec = rec
+
+    def _check_other_pollers(self, transport: Channel, fd: int) -> None:
+        """One socket must not be registered with two pollers, which the OS does not
+        always refuse: raise unless another poller's registration of ``fd`` is of a
+        socket closed behind its back (then it is dropped).  The pollers are asked, not
+        an index of every descriptor, which would cost memory per connection for a case
+        that only arises with more than one poller."""
+        for other in list(_live_pollers):
+            held = None if other is self or other._closed else other._records.get(fd)
+            if held is None:
+                continue
+            if not _closed_behind_our_back(held):
+                raise RegistrationError(
+                    transport,
+                    f"cannot register {transport!r}: its socket (descriptor {fd}) is registered "
+                    f"with another poller, {other!r}, to {held.channel!r}; "
+                    "one socket can belong to one transport only",
+                )
+            other._evict(held)
 
     def _evict(self, rec: Interest) -> None:
         """Drop the registration of a socket closed without telling the poller, whose
@@ -243,8 +244,6 @@ class Poller:
         if rec is None or rec.channel is not transport:
             raise RegistrationError(transport, f"{transport!r} is not registered with {self!r}")
         del self._records[fd]
-        if _watched_by.get(fd) is self:
-            del _watched_by[fd]
         transport._rec = None
         if rec.os:
             rec.os = 0
@@ -258,7 +257,7 @@ class Poller:
         every other change waits for the next wait, so that changes made back and forth
         within one dispatch cost one backend call, or none.
         """
-        mask = 0 if rec.held else rec.want & self._supported
+        mask = 0 if rec.epoch == HELD else rec.want & self._supported
         if mask == rec.os or rec.failure is not None:
             return
         if not rec.os:
@@ -284,7 +283,7 @@ class Poller:
             rec.dirty = False
             if records.get(rec.fd) is not rec or rec.failure is not None:
                 continue
-            mask = 0 if rec.held else rec.want & self._supported
+            mask = 0 if rec.epoch == HELD else rec.want & self._supported
             if mask == rec.os:
                 continue
             try:
@@ -309,10 +308,9 @@ class Poller:
         :raises RegistrationError: ``transport`` is not registered with this poller.
         """
         rec = self._record_of(transport, "pause()")
-        if not rec.held:
-            rec.held = True
+        if rec.epoch != HELD:
             # Nor is it given what the current batch still holds for it.
-            rec.epoch = _HELD
+            rec.epoch = HELD
             self._changed(rec)
 
     def resume(self, transport: Channel) -> None:
@@ -322,8 +320,7 @@ class Poller:
         :raises RegistrationError: ``transport`` is not registered with this poller.
         """
         rec = self._record_of(transport, "resume()")
-        if rec.held:
-            rec.held = False
+        if rec.epoch == HELD:
             # Events come again from the next wait on (level-triggered: none is lost).
             rec.epoch = self._epoch
             self._changed(rec)
@@ -609,13 +606,11 @@ class Poller:
         old_waker = self._waker
         if old_waker is not None:
             del self._records[old_waker._fileno]
-            if _watched_by.get(old_waker._fileno) is self:
-                del _watched_by[old_waker._fileno]
             old_waker.close()
         for rec in self._records.values():
             rec.dirty = False
             rec.os = 0
-            mask = 0 if rec.held or rec.failure is not None else rec.want & self._supported
+            mask = 0 if rec.epoch == HELD or rec.failure is not None else rec.want & self._supported
             if mask:
                 self._backend.register(rec.fd, mask)
                 rec.os = mask

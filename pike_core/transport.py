@@ -20,7 +20,7 @@ from typing import Any, Callable, Final, Optional, Tuple, Union, cast
 from . import events
 from .discovery import default_poller
 from .errors import CapacityError, RegistrationError, WriteBufferFullError
-from .interest import Interest
+from .interest import HELD, Interest
 from .poller import Poller
 from .state import State
 from .timers import TimerHandle
@@ -1008,7 +1008,7 @@ class Transport:
                 self.handle_accept()
         if (
             self._rec is rec
-            and not rec.held
+            and rec.epoch != HELD
             and mask & (_WRITE | _UNASKED)
             and (self._wbuf or self._write_requested or self._shutdown_pending is not None)
             and self._state in _WRITING

@@ -550,6 +550,34 @@ def test_a_socket_closed_behind_the_pollers_back_fails_its_transport_only(poller
         s.close()
 
 
+def test_a_number_reused_with_another_poller_drops_the_stale_registration(poller: Poller) -> None:
+    a1, b1 = connected_pair()
+    victim = Recorder(poller, a1)
+    number = victim.fileno()
+    a1.close()  # not victim.close(): the poller was not told
+    fresh_a, fresh_b = connected_pair()
+    if fresh_a.fileno() != number:
+        os.dup2(fresh_a.fileno(), number)
+        fresh_a.close()
+        fresh_a = socket.socket(fileno=number)
+    other = type(poller)(type(poller.backend)())
+    try:
+        # The first poller's registration of the number is of a socket that is gone: it
+        # must not refuse the newcomer, nor keep watching the number for the victim.
+        newcomer = Recorder(other, fresh_a)
+        fresh_b.send(b"new")
+        run_until(other, lambda: bytes(newcomer.received) == b"new", what="the newcomer, on the other poller")
+        run_until(poller, lambda: victim.closed, what="the victim to be dropped")
+        assert victim.calls == ["error", "close"]
+        assert victim.received == b""
+        assert poller.transports() == []
+        newcomer.close()
+    finally:
+        other.close()
+    for s in (b1, fresh_b):
+        s.close()
+
+
 def test_adopting_a_closed_or_taken_socket_is_refused_with_the_cause(poller: Poller) -> None:
     a, b = connected_pair()
     a.close()

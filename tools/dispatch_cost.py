@@ -1,4 +1,5 @@
-"""The CPU time Python spends per read event, measured without the kernel.
+"""The CPU time Python spends per read event, measured without the kernel, and per
+connection.
 
 ``python tools/dispatch_cost.py [--events N]`` runs the benchmark's echo servers (pike-core's,
 ``pike_bench.servers.EchoHandler``, and the hand-written ``selectors`` loop) on sockets and a
@@ -8,6 +9,11 @@ the framework's own work per event (the loop, the dispatch, ``recv`` and ``write
 nanoseconds of this thread's CPU time, the best of several rounds.  CPU time, unlike the
 echo benchmark's rates, hardly moves when other processes share the machine, so it shows a
 change to the hot path of a few percent that ``pike-core bench`` cannot resolve there.
+
+It then times a connection's life in pike-core's server on real sockets whose peer has
+already finished: an accepted socket adopted by the echo handler, its first read finding
+end of stream, ``handle_close`` and ``close()`` (system calls included: the same for
+every version of the core, so a difference is the core's own).
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from typing import Callable, Collection, List, Optional, Sequence, Tuple
 
 from pike_bench.servers import EchoHandler, SelectorsEcho
 
-from pike_core import Backend, Poller
+from pike_core import Backend, Poller, new_poller
+from pike_core.transport import AcceptedSocket
 
 MESSAGE = b"x" * 1024
 
@@ -142,12 +149,37 @@ def cost(run: Callable[[int], None], events: int, rounds: int = 7) -> float:
     return best * 1e9
 
 
+def lifecycle_cost(connections: int = 1000, rounds: int = 15) -> float:
+    """Microseconds of CPU per connection adopted, ended by its peer and closed: the best
+    of ``rounds`` batches."""
+    poller = new_poller("epoll" if sys.platform.startswith("linux") else None)
+    best = float("inf")
+    try:
+        for _ in range(rounds):
+            accepted = []
+            for _ in range(connections):
+                a, b = socket.socketpair()
+                accepted.append(AcceptedSocket(a.family, a.type, a.proto, a.detach()))
+                b.close()
+            start = time.thread_time()
+            handlers = [EchoHandler(poller, sock) for sock in accepted]
+            for handler in handlers:
+                handler.handle_read()
+            best = min(best, (time.thread_time() - start) / connections)
+    finally:
+        poller.close()
+    return best * 1e6
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--events", default="1,64", help="comma-separated batch sizes (default 1,64)")
     args = parser.parse_args(argv)
+    # First, while this is the only poller (each one more is asked about every new
+    # descriptor, as one socket may not be registered with two).
+    lifecycle = lifecycle_cost()
     keep: List[socket.socket] = []
     for events in (int(n) for n in args.events.split(",")):
         pike = cost(pike_passes(events, keep), events)
@@ -158,6 +190,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         )
     for sock in keep:
         sock.close()
+    print(f"a connection adopted, ended and closed: {lifecycle:.2f} us (CPU time, system calls included)")
     return 0
 
 

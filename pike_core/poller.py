@@ -122,8 +122,7 @@ class Poller:
             raise TypeError(
                 f"Poller(backend) needs a pike_core.Backend, a backend name or None, got {backend!r}"
             )
-        self._backend = backend
-        self._supported = backend.supported
+        self._use(backend)
         self._records: Dict[int, Interest] = {}
         # Records whose OS interest may be out of line, applied before the next wait.
         self._dirty: List[Interest] = []
@@ -140,6 +139,14 @@ class Poller:
             self._waker = Waker()
             self.register(self._waker)
         _live_pollers.add(self)
+        global _open_pollers
+        _open_pollers += 1
+
+    def _use(self, backend: Backend) -> None:
+        self._backend = backend
+        self._supported = backend.supported
+        # Asked of each new descriptor only where the backend has a limit to check.
+        self._admit = None if type(backend).admit is Backend.admit else backend.admit
 
     @property
     def backend(self) -> Backend:
@@ -183,12 +190,13 @@ class Poller:
                     f"to {current.channel!r}; close that one first",
                 )
             self._evict(current)
-        if len(_live_pollers) > 1:
+        if _open_pollers > 1:
             self._check_other_pollers(transport, fd)
         rec = Interest(fd, transport, transport._wanted(), self._epoch)
         mask = rec.want & self._supported
         try:
-            self._backend.admit(fd)
+            if self._admit is not None:
+                self._admit(fd)
             if mask:
                 self._backend.register(fd, mask)
         except CapacityError as exc:
@@ -602,7 +610,7 @@ class Poller:
         (a kqueue is not inherited at all); changing interest or waking through them would
         disturb the parent.  Dropping the child's copies leaves the parent untouched.
         """
-        self._backend = self._backend.after_fork()
+        self._use(self._backend.after_fork())
         old_waker = self._waker
         if old_waker is not None:
             del self._records[old_waker._fileno]
@@ -636,6 +644,8 @@ class Poller:
             transport.close()
         with self._close_lock:
             self._closed = True
+        global _open_pollers
+        _open_pollers -= 1
         waker = self._waker
         if waker is not None and self.is_registered(waker):
             self.unregister(waker)
@@ -665,6 +675,9 @@ class Poller:
 
 
 _live_pollers: weakref.WeakSet[Poller] = weakref.WeakSet()
+#: Pollers made and not closed yet (garbage collected ones included): while there is one,
+#: registering needs no look at the others (len() of the WeakSet is a Python call).
+_open_pollers = 0
 
 
 def _after_fork_in_child() -> None:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from pike_core import Poller
+from pike_core import Poller, State
 
 from .support import Recorder, connected_pair, counted, drain_into, idle_cost, run_until
 
@@ -151,6 +151,28 @@ def test_a_transport_that_stops_reading_gets_no_read_event_left_in_the_batch(
         t.close()
     b1.close()
     b2.close()
+
+
+class PollsInClose(Recorder):
+    """Stays open after end of stream (half-closed) and polls from inside handle_close,
+    where its socket is still readable (at end of stream) and still watched."""
+
+    def handle_close(self) -> None:
+        self.calls.append("close")
+        self.poller.poll(0)
+
+
+def test_a_transport_at_end_of_stream_gets_no_read_event_from_a_nested_poll(poller: Poller) -> None:
+    a, b = connected_pair()
+    t = PollsInClose(poller, a)
+    b.shutdown(socket.SHUT_WR)
+    run_until(poller, lambda: t.calls, what="the end of stream")
+    for _ in range(3):
+        poller.poll(0.01)
+    assert t.calls == ["read", "close"]
+    assert t.state is State.END_OF_STREAM
+    t.close()
+    b.close()
 
 
 def test_one_interest_change_per_write_event_at_most(poller: Poller) -> None:

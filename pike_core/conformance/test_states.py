@@ -188,7 +188,10 @@ def test_reconnect_inside_handle_close_after_a_reset_with_writes_pending(poller:
     fresh = second.accepted[0]
     assert isinstance(fresh, Recorder)
     run_until(poller, lambda: bytes(fresh.received) == b"fresh", what="data on the new connection")
-    client.close()
+    # The new socket's life starts afresh: its end of stream is reported as well.
+    fresh.close()
+    run_until(poller, lambda: client.count("close") == 2, what="the second connection's end of stream")
+    assert client.closed
 
 
 # --- connected, then the peer's end of stream ------------------------------------------

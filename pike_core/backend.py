@@ -42,6 +42,14 @@ class Backend(abc.ABC):
     Events are level-triggered: while a descriptor is ready for an event it was asked
     for, every :meth:`wait` reports it again.
 
+    Where the mechanism does not exist, the backend's module raises
+    :class:`~pike_core.CannotRunHere` at import, with the reason; discovery lists the
+    backend as "cannot run here" and never constructs it.  Discovery constructs every
+    other backend once, registers a socket and closes it again, so a backend that cannot
+    open is listed as not usable rather than chosen.
+
+    :raises CannotRunHere: constructing it, where the mechanism exists but is unusable
+        on this machine (on purpose: the reason says why and what to use instead).
     :raises OSError: constructing it, when the OS refuses (for example out of
         descriptors).
     """

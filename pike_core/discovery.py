@@ -3,23 +3,28 @@ pluggy PluginManager) and choosing one.
 
 Discovery is lazy, at first use, and isolates plugins from each other: a plugin that
 fails to import, fails its hook, or returns the wrong thing is listed as broken with its
-error, and the others work as if it were not there.
+error, and the others work as if it were not there.  A backend is usable only once it
+was constructed and registered a socket: a backend that says :class:`CannotRunHere`
+cannot run here; one that fails in any other way (an ``ImportError`` from a typo
+included) is broken.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import sys
 import threading
-from typing import Any, Iterable, List, Optional, Sequence
+from typing import Any, Iterable, List, Optional, Sequence, Tuple, Type
 
 import pluggy
 
 from . import choice as _choice
-from . import hookspecs
+from . import events, hookspecs
 from .backend import Backend
 from .backends import BackendSpec, BackendStatus, Choice
-from .errors import BackendError
+from .errors import BackendError, CannotRunHere
 from .poller import Poller
 
 if sys.version_info >= (3, 10):
@@ -45,6 +50,33 @@ def _distribution(ep: EntryPoint) -> tuple[Optional[str], Optional[str]]:
     return dist.metadata["Name"], dist.version
 
 
+def _opening(backend_class: Type[Backend], fd: int) -> Optional[Tuple[str, bool]]:
+    """Construct a backend, register ``fd`` for READ, unregister it and close the backend:
+    what choosing it would do first.  None when that works, else the problem and whether
+    it is broken (anything but a :class:`CannotRunHere` from the constructor)."""
+    try:
+        backend = backend_class()
+    except CannotRunHere as exc:
+        return exc.reason, False
+    except Exception as exc:
+        return f"opening it failed: {backend_class.__name__}() raised {type(exc).__name__}: {exc}", True
+    step = "registering a socket"
+    try:
+        backend.admit(fd)
+        backend.register(fd, events.READ)
+        step = "unregistering it"
+        backend.unregister(fd)
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            backend.close()
+        return f"opening it failed: {step} raised {type(exc).__name__}: {exc}", True
+    try:
+        backend.close()
+    except Exception as exc:
+        return f"opening it failed: closing it raised {type(exc).__name__}: {exc}", True
+    return None
+
+
 class BackendRegistry:
     """The backends of one entry point group.  Thread-safe; discovers once."""
 
@@ -61,11 +93,14 @@ class BackendRegistry:
                 pm.add_hookspecs(hookspecs)
                 pm.register(_choice, name="pike_core.choice")
                 eps = sorted(entry_points(group=self.group), key=lambda ep: (ep.name, ep.value))
-                self._statuses = [self._load(pm, ep) for ep in eps]
+                # One socket for every backend's trial registration.
+                a, b = socket.socketpair()
+                with a, b:
+                    self._statuses = [self._load(pm, ep, a.fileno()) for ep in eps]
                 self._pm = pm
             return self._pm
 
-    def _load(self, pm: pluggy.PluginManager, ep: EntryPoint) -> BackendStatus:
+    def _load(self, pm: pluggy.PluginManager, ep: EntryPoint, probe_fd: int) -> BackendStatus:
         dist, version = _distribution(ep)
 
         def broken(problem: str) -> BackendStatus:
@@ -100,17 +135,15 @@ class BackendRegistry:
             return broken(f"it calls itself {spec.name!r} but its entry point is named {ep.name!r}")
         try:
             backend_class = spec.load()
-        except ImportError as exc:
-            return BackendStatus(ep.name, dist, version, spec, problem=str(exc))
+        except CannotRunHere as exc:
+            return BackendStatus(ep.name, dist, version, spec, problem=exc.reason)
         except Exception as exc:
-            return BackendStatus(
-                ep.name,
-                dist,
-                version,
-                spec,
-                problem=f"broken plugin: {type(exc).__name__}: {exc}",
-                broken=True,
-            )
+            problem = f"broken plugin: loading {spec.backend!r} raised {type(exc).__name__}: {exc}"
+            return BackendStatus(ep.name, dist, version, spec, problem=problem, broken=True)
+        verdict = _opening(backend_class, probe_fd)
+        if verdict is not None:
+            problem, faulty = verdict
+            return BackendStatus(ep.name, dist, version, spec, problem=problem, broken=faulty)
         return BackendStatus(ep.name, dist, version, spec, backend_class)
 
     def backends(self) -> List[BackendStatus]:

@@ -23,7 +23,7 @@ if sys.platform != "win32":
         allow_module_level=True,
     )
 
-# By name: the poller module raises ImportError where it cannot run.
+# By name: the backend module raises CannotRunHere where it cannot run.
 iocp = importlib.import_module("pike_iocp.backend")
 
 

@@ -25,10 +25,10 @@ import errno
 import select
 from typing import Collection, Final, Optional, Tuple
 
-from pike_core import Backend, events
+from pike_core import Backend, CannotRunHere, events
 
 if not hasattr(select, "epoll"):
-    raise ImportError("needs Linux epoll (select.epoll is missing on this platform); use poll or select")
+    raise CannotRunHere("needs Linux epoll (select.epoll is missing on this platform); use poll or select")
 
 _GONE: Final = (errno.ENOENT, errno.EBADF)
 

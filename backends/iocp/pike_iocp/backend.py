@@ -57,11 +57,11 @@ import socket
 import sys
 from typing import Any, Collection, Dict, Final, List, Optional, Set, Tuple, Union
 
-from pike_core import Backend, events
+from pike_core import Backend, CannotRunHere, events
 from pike_core.timers import clock
 
 if sys.platform != "win32":
-    raise ImportError(
+    raise CannotRunHere(
         "needs Windows (I/O completion ports through _overlapped); use epoll, poll or select here"
     )
 

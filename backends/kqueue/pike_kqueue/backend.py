@@ -48,7 +48,7 @@ import select
 import sys
 from typing import Collection, Final, Optional, Tuple
 
-from pike_core import Backend
+from pike_core import Backend, CannotRunHere
 
 from .kevents import Interest
 
@@ -56,7 +56,7 @@ from .kevents import Interest
 # skip the rest of this module where their select stubs have no kqueue (CI checks it
 # with --platform darwin).
 if sys.platform == "linux" or sys.platform == "win32" or not hasattr(select, "kqueue"):
-    raise ImportError(
+    raise CannotRunHere(
         "needs kqueue(2), of macOS or a BSD (select.kqueue is missing on this platform); "
         "use epoll on Linux, iocp on Windows, or poll or select"
     )

@@ -158,7 +158,11 @@ def check_suite(bindir: Path) -> int:
 def check_edge_pythons(_: Path) -> int:
     for version in EDGE_PYTHONS:
         bindir = venv(
-            f".venv-{version}", find_python(version), "[test]", editable=False, shims=["asyncore-shim"]
+            f".venv-{version}",
+            find_python(version),
+            "[test,compat-tests]",
+            editable=False,
+            shims=["asyncore-shim"],
         )
         say(f"Python {version}: import every package, the conformance suite on every backend, asyncore")
         imports = (

@@ -125,7 +125,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with tempfile.TemporaryDirectory(prefix="pike-wheels-") as folder:
             wheels = build_wheels(Path(folder))
             with WindowsPython.prepare(options.cache, options.version) as python:
-                python.install_requirements(["pytest"])
+                # A named run needs hypothesis, for the stateful test.  It calls
+                # platform.system() at import, which CPython 3.12+ answers through _wmi,
+                # and Wine 8 aborts the process there (propsys.VariantToString is not
+                # implemented); without _wmi, platform reads the registry, as before 3.12.
+                (python.home / "_wmi.pyd").unlink(missing_ok=True)
+                python.install_requirements(["pytest", "hypothesis"])
                 python.install_wheels(wheels)
                 # Outside the clone, so what runs is the installed wheels, not the sources,
                 # and pytest finds none of the clone's configuration.

@@ -38,8 +38,10 @@ from .watchdog import Watchdog
 
 #: Seconds a conformance test may take by default.
 DEFAULT_TIMEOUT = 30.0
-#: What the suite needs beside pytest, to be named in its instruction when missing.
-TEST_DEPENDENCIES = {"xdist": "pytest-xdist", "hypothesis": "hypothesis"}
+#: What a named run needs beside pytest, by module and distribution: the stateful test
+#: would otherwise be skipped.  (pytest-xdist is only for speed: ``-n`` without it is
+#: pytest's own usage error.)
+TEST_DEPENDENCIES = {"hypothesis": "hypothesis"}
 #: The one parameter when no backend is installed at all.
 NONE_INSTALLED = "no-backend-installed"
 _STATUSES = pytest.StashKey[Dict[str, BackendStatus]]()

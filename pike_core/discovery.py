@@ -50,6 +50,14 @@ def _distribution(ep: EntryPoint) -> tuple[Optional[str], Optional[str]]:
     return dist.metadata["Name"], dist.version
 
 
+#: Added to the error of a hook that calls ``BackendSpec(poller=...)``.
+_OLD_SPEC_HINT = (
+    " (BackendSpec(poller=...) is the contract of pike-core 0.1; since 0.2 it takes "
+    "backend='module:Class' of a pike_core.Backend subclass: see 'Shipping your own poller' "
+    "in pike-core's README)"
+)
+
+
 def _opening(backend_class: Type[Backend], fd: int) -> Optional[Tuple[str, bool]]:
     """Construct a backend, register ``fd`` for READ, unregister it and close the backend:
     what choosing it would do first.  None when that works, else the problem and whether
@@ -126,7 +134,8 @@ class BackendRegistry:
             spec: Any = impls[0].function()
         except Exception as exc:
             pm.unregister(plugin)
-            return broken(f"its pike_poller_backend hook raised {type(exc).__name__}: {exc}")
+            hint = _OLD_SPEC_HINT if isinstance(exc, TypeError) and "'poller'" in str(exc) else ""
+            return broken(f"its pike_poller_backend hook raised {type(exc).__name__}: {exc}{hint}")
         if not isinstance(spec, BackendSpec):
             pm.unregister(plugin)
             return broken(f"its pike_poller_backend hook returned {spec!r}, not a pike_core.BackendSpec")

@@ -169,6 +169,10 @@ BROKEN_PLUGINS = {
     "not_a_backend": (GOOD_PLUGIN, "not a pike_core.Backend subclass"),
     # A poller written against pike-core 0.1's contract is told how to move on.
     "old_contract": (GOOD_PLUGIN, "the backend contract of pike-core 0.1; since 0.2 a backend subclasses"),
+    "old_spec": (
+        GOOD_PLUGIN.replace("backend=", "poller="),
+        "unexpected keyword argument 'poller' (BackendSpec(poller=...) is the contract of pike-core 0.1",
+    ),
     # An ImportError that is not CannotRunHere is a fault, never "cannot run here".
     "typo_in_module": (GOOD_PLUGIN, "loading 'pikeplug_aaa_broken_"),
     "missing_dependency": (GOOD_PLUGIN, "ModuleNotFoundError: No module named 'no_such_dependency'"),

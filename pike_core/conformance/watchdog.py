@@ -66,7 +66,6 @@ class Watchdog:
         self._interruptible: Optional[int] = None
         self._interrupted = False
         self._thread: Optional[threading.Thread] = None
-        self._previous_handler: object = None
 
     def message(self, test: str) -> str:
         return f"{test} ran past its {self.limit:g} s limit and was stopped ({self.advice})"
@@ -104,6 +103,7 @@ class Watchdog:
                     raise DeadlineExceeded(self.message(test))
                 self._deadline = time.monotonic() + GRACE
                 self._serial += 1
+                self._interrupted = False
                 self._state.notify_all()
         self._interruptible = threading.get_ident() if self._install_handler() else None
         try:
@@ -118,14 +118,15 @@ class Watchdog:
         current = signal.getsignal(signal.SIGALRM)
         if current == self._on_alarm:
             return True
-        if current not in (signal.SIG_DFL, None):
+        if current != signal.SIG_DFL:
             return False
-        self._previous_handler = current
         signal.signal(signal.SIGALRM, self._on_alarm)
         return True
 
     def close(self) -> None:
-        """Put back the alarm handler found (from the main thread, at the end)."""
+        """Stop watching, and put back the default alarm handler (from the main thread,
+        at the end of the session, which may come without a test's end)."""
+        self.end()
         if INTERRUPTS and signal.getsignal(signal.SIGALRM) == self._on_alarm:
             signal.signal(signal.SIGALRM, signal.SIG_DFL)
 

@@ -153,3 +153,15 @@ def test_the_backends_here_keep_every_rule(name: str) -> None:
     verdicts = check(status.backend_class)
     assert [v.probe.name for v in verdicts] == [p.name for p in PROBES]
     assert {v.probe.name: v.outcome for v in verdicts} == {p.name: KEPT for p in PROBES}
+
+
+class AnswersWithAGenerator(SelectBackend):
+    def wait(self, timeout: Optional[float]) -> Collection[Tuple[int, int]]:
+        return (pair for pair in super().wait(timeout))  # type: ignore[return-value]
+
+
+def test_an_answer_that_is_not_a_collection_of_pairs_is_named() -> None:
+    verdict = _by_name(check(AnswersWithAGenerator))["timeout_unit"]
+    assert verdict.outcome == BROKEN
+    assert verdict.detail.startswith("wait(0.05) returned <generator object")
+    assert "must return a sized collection (list, tuple, dict.items()) of (fd, mask) pairs" in verdict.detail

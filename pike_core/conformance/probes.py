@@ -108,8 +108,16 @@ class Bench:
     def wait_raw(self, timeout: float) -> List[Tuple[int, int]]:
         """One ``wait(timeout)``, as the backend answered it."""
         answer = self._call(f"wait({timeout:g})", self.backend.wait, timeout)
-        assert isinstance(answer, Collection)
-        return [(int(fd), int(mask)) for fd, mask in answer]
+        pairs = list(answer) if isinstance(answer, Collection) else None
+        if pairs is None or not all(
+            isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(n, int) for n in pair)
+            for pair in pairs
+        ):
+            raise RuleBroken(
+                f"wait({timeout:g}) returned {answer!r}: it must return a sized collection "
+                "(list, tuple, dict.items()) of (fd, mask) pairs of ints"
+            )
+        return pairs
 
     def wait(self, timeout: float) -> Dict[int, int]:
         """One ``wait(timeout)``, the events of each descriptor OR-ed together."""
@@ -132,10 +140,12 @@ class Bench:
         return found
 
     def close(self) -> None:
-        for sock in self.sockets:
-            sock.close()
-        if hasattr(self, "backend"):
-            self._call("close()", self.backend.close)
+        try:
+            if hasattr(self, "backend"):
+                self._call("close()", self.backend.close)
+        finally:
+            for sock in self.sockets:
+                sock.close()
 
 
 def _reported(found: int) -> str:

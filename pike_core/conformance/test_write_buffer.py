@@ -21,9 +21,9 @@ class Writer(Recorder):
         self.calls.append("drain")
 
 
-def test_write_is_bounded_and_loses_nothing(pike_poller: Poller) -> None:
+def test_write_is_bounded_and_loses_nothing(poller: Poller) -> None:
     a, b = connected_pair()
-    t = Writer(pike_poller, a)
+    t = Writer(poller, a)
     chunk = os.urandom(32 * 1024)
     accepted = hashlib.sha256()
     accepted_bytes = 0
@@ -56,7 +56,7 @@ def test_write_is_bounded_and_loses_nothing(pike_poller: Poller) -> None:
             received.update(data)
             got += len(data)
 
-    run_until(pike_poller, drain_peer, timeout=30, what="every accepted byte to arrive")
+    run_until(poller, drain_peer, timeout=30, what="every accepted byte to arrive")
     assert received.digest() == accepted.digest()
     assert t.count("drain") == 1
     assert t.write_buffer_size == 0
@@ -64,9 +64,9 @@ def test_write_is_bounded_and_loses_nothing(pike_poller: Poller) -> None:
     b.close()
 
 
-def test_close_when_done_sends_everything_first(pike_poller: Poller) -> None:
+def test_close_when_done_sends_everything_first(poller: Poller) -> None:
     a, b = connected_pair()
-    t = Writer(pike_poller, a)
+    t = Writer(poller, a)
     t.write_limit = 32 << 20
     # More than loopback's socket buffers take, so part of it has to wait in ours.
     payload = os.urandom(24 << 20)
@@ -86,7 +86,7 @@ def test_close_when_done_sends_everything_first(pike_poller: Poller) -> None:
                 return True
             got.extend(data)
 
-    run_until(pike_poller, read_all, timeout=30, what="the buffered bytes, then EOF")
+    run_until(poller, read_all, timeout=30, what="the buffered bytes, then EOF")
     assert bytes(got) == payload
     assert t.closed
     b.close()

@@ -94,11 +94,11 @@ def test_peer_that_never_reads_cannot_grow_the_process(pike_backend: BackendStat
     assert growth < 16 << 20, f"peak RSS grew by {growth} bytes writing to a peer that never reads"
 
 
-def test_fork_gives_the_child_its_own_poller_and_leaves_the_parent_alone(pike_poller: Poller) -> None:
+def test_fork_gives_the_child_its_own_poller_and_leaves_the_parent_alone(poller: Poller) -> None:
     a, b = connected_pair()
-    inherited = Recorder(pike_poller, a)
+    inherited = Recorder(poller, a)
     c, d = connected_pair()
-    quiet = Recorder(pike_poller, c)
+    quiet = Recorder(poller, c)
     report_r, report_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child reports through the pipe
@@ -108,14 +108,14 @@ def test_fork_gives_the_child_its_own_poller_and_leaves_the_parent_alone(pike_po
             # Through a shared OS object these would remove and change the parent's
             # interest: the parent would never hear of `inherited` again.
             inherited.close()
-            pike_poller.defer_write(quiet)
+            poller.defer_write(quiet)
             mine_a, mine_b = connected_pair()
-            mine = Recorder(pike_poller, mine_a)
+            mine = Recorder(poller, mine_a)
             mine_b.send(b"child")
-            pike_poller.call_soon_threadsafe(lambda: None)
-            run_until(pike_poller, lambda: bytes(mine.received) == b"child", what="the child's own transport")
-            run_until(pike_poller, lambda: "write" in quiet.calls, what="the child's deferred write")
-            pike_poller.close()
+            poller.call_soon_threadsafe(lambda: None)
+            run_until(poller, lambda: bytes(mine.received) == b"child", what="the child's own transport")
+            run_until(poller, lambda: "write" in quiet.calls, what="the child's deferred write")
+            poller.close()
             status = 0
         except BaseException:
             os.write(report_w, traceback.format_exc().encode())
@@ -127,11 +127,11 @@ def test_fork_gives_the_child_its_own_poller_and_leaves_the_parent_alone(pike_po
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, f"the child failed:\n{problem}"
     b.send(b"parent")
-    run_until(pike_poller, lambda: bytes(inherited.received) == b"parent", what="the parent's transport")
+    run_until(poller, lambda: bytes(inherited.received) == b"parent", what="the parent's transport")
     for _ in range(5):
-        pike_poller.poll(0.01)
+        poller.poll(0.01)
     assert quiet.calls == [], "the child's defer_write reached the parent"
     d.send(b"also")
-    run_until(pike_poller, lambda: bytes(quiet.received) == b"also", what="the parent's other transport")
+    run_until(poller, lambda: bytes(quiet.received) == b"also", what="the parent's other transport")
     for s in (b, d):
         s.close()

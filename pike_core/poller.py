@@ -219,7 +219,8 @@ class Poller:
             f"{rec.channel!r}: its socket was closed without Transport.close(), and descriptor "
             f"{rec.fd} now belongs to another socket; the transport is dropped",
         )
-        self.call_soon(rec.channel._handle_events, events.INVALID)
+        # Thread-safe: the evicting registration may run on another poller's thread.
+        self.call_soon_threadsafe(rec.channel._handle_events, events.INVALID)
 
     def unregister(self, transport: Channel) -> None:
         """Stop watching ``transport``; call it before its socket is closed.

@@ -146,6 +146,25 @@ def read_until(poller: Poller, sock: socket.socket, size: int, what: str, timeou
     return bytes(got)
 
 
+def read_to_end(poller: Poller, sock: socket.socket, what: str, timeout: float = DEADLINE) -> bytes:
+    """Poll until the non-blocking ``sock`` (a raw peer of a transport) reads end of
+    stream; everything it received before."""
+    got = bytearray()
+
+    def ended() -> bool:
+        while True:
+            try:
+                data = sock.recv(1 << 20)
+            except BlockingIOError:
+                return False
+            if not data:
+                return True
+            got.extend(data)
+
+    run_until(poller, ended, timeout, what)
+    return bytes(got)
+
+
 def assert_quiet_while_writes_wait(poller: Poller, transport: Transport, why: str) -> None:
     """``transport`` has writes waiting for a peer that reads nothing: the poller must
     idle all the same (watched for writing only, whatever else the socket holds)."""

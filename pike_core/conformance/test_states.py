@@ -20,6 +20,7 @@ from .support import (
     Recorder,
     assert_quiet_while_writes_wait,
     connected_pair,
+    read_to_end,
     read_until,
     run_until,
     waits_while_idle,
@@ -242,19 +243,8 @@ def test_shutdown_with_writes_buffered_sends_them_first_and_the_peer_can_reply(p
     t.shutdown(socket.SHUT_WR)
     with pytest.raises(BrokenPipeError, match="after shutdown"):
         t.write(b"too late")
-    got = bytearray()
     b.setblocking(False)
-
-    def peer_reads_to_the_end() -> bool:
-        try:
-            data = b.recv(1 << 20)
-        except BlockingIOError:
-            return False
-        got.extend(data)
-        return not data
-
-    run_until(poller, peer_reads_to_the_end, what="every buffered byte, then the FIN")
-    assert bytes(got) == payload
+    assert read_to_end(poller, b, "every buffered byte, then the FIN") == payload
     b.sendall(b"reply")
     run_until(poller, lambda: bytes(t.received) == b"reply", what="the reply after our shutdown")
     assert t.calls.count("close") == 0, "handle_close for a peer that is alive"

@@ -200,4 +200,4 @@ def test_a_session_that_does_not_use_the_suite_sees_only_prefixed_fixtures_and_o
     plugin = re.compile(r"pike_core[/\\]conformance[/\\]plugin\.py")
     ours = [line for line in listing.stdout.splitlines() if plugin.search(line)]
     names = sorted(line.split()[0] for line in ours)
-    assert names == ["pike_backend", "pike_backend_name", "pike_contract", "pike_poller", "poller"]
+    assert names == ["pike_backend", "pike_backend_name", "pike_contract", "pike_poller"]

@@ -378,7 +378,7 @@ def test_call_soon_threadsafe_wakes_a_loop_blocked_on_the_hot_set(
 
 
 @pytest.fixture
-def poller() -> Iterator[Poller]:
+def pike_poller() -> Iterator[Poller]:
     """Overrides the conformance plugin's fixture for the tests re-exported below."""
     instance = Poller(Tiered())
     try:

@@ -191,12 +191,6 @@ def pike_poller(pike_backend: BackendStatus) -> Iterator[Poller]:
         instance.close()
 
 
-@pytest.fixture
-def poller(pike_poller: Poller) -> Poller:
-    """The former name of :func:`pike_poller`, until the conformance tests use it."""
-    return pike_poller
-
-
 # --- the watchdog ----------------------------------------------------------------------
 
 

@@ -27,9 +27,9 @@ def _small_send_buffer(sock: socket.socket) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
 
 
-def test_a_paused_transport_costs_nothing_while_data_waits_and_its_writes_drain(poller: Poller) -> None:
+def test_a_paused_transport_costs_nothing_while_data_waits_and_its_writes_drain(pike_poller: Poller) -> None:
     a, b = connected_pair()
-    t = Recorder(poller, a)
+    t = Recorder(pike_poller, a)
     t.write_limit = 16 << 20
     t.pause_reading()
     assert not t.is_reading()
@@ -37,33 +37,33 @@ def test_a_paused_transport_costs_nothing_while_data_waits_and_its_writes_drain(
     payload = os.urandom(4 << 20)
     t.write(payload)
     # Watched for writing only: the unread data must not wake the loop.
-    assert_quiet_while_writes_wait(poller, t, "with unread data")
-    got = read_until(poller, b, len(payload), "our writes to drain while reading is paused")
+    assert_quiet_while_writes_wait(pike_poller, t, "with unread data")
+    got = read_until(pike_poller, b, len(payload), "our writes to drain while reading is paused")
     assert got == payload
     assert t.calls == [], "a paused transport got callbacks"
     # Not watched at all now.
-    waits, cpu = idle_cost(poller)
+    waits, cpu = idle_cost(pike_poller)
     assert waits <= 2, f"{waits} waits in 0.5 s with unread data on a paused transport"
     assert cpu < 0.1, f"{cpu:.2f} s of CPU in 0.5 s with unread data on a paused transport"
     assert t.calls == []
     t.resume_reading()
     assert t.is_reading()
-    run_until(poller, lambda: len(t.received) == 7000, what="the data that waited")
+    run_until(pike_poller, lambda: len(t.received) == 7000, what="the data that waited")
     t.close()
     b.close()
 
 
-def test_pause_reading_of_a_listener_stops_accepting_until_resumed(poller: Poller) -> None:
+def test_pause_reading_of_a_listener_stops_accepting_until_resumed(pike_poller: Poller) -> None:
     from .support import Listener
 
-    server = Listener(poller, Recorder)
+    server = Listener(pike_poller, Recorder)
     server.pause_reading()
     client = socket.create_connection(server.addr)
     for _ in range(10):
-        poller.poll(0.01)
+        pike_poller.poll(0.01)
     assert server.accepted == []
     server.resume_reading()
-    run_until(poller, lambda: server.accepted, what="the accept after resume_reading")
+    run_until(pike_poller, lambda: server.accepted, what="the accept after resume_reading")
     client.close()
 
 
@@ -82,17 +82,17 @@ class PausesInRead(Recorder):
 
 
 @pytest.mark.parametrize("how", ["pause_reading", "poller.pause"])
-def test_pausing_inside_handle_read_while_a_write_is_pending(poller: Poller, how: str) -> None:
+def test_pausing_inside_handle_read_while_a_write_is_pending(pike_poller: Poller, how: str) -> None:
     a, b = connected_pair()
-    t = PausesInRead(poller, a)
+    t = PausesInRead(pike_poller, a)
     t.how = how
     t.read_size = 4
-    poller.defer_write(t)
+    pike_poller.defer_write(t)
     b.sendall(b"12345678")
     # One event carrying READ and WRITE: the pause comes between the two callbacks.
-    run_until(poller, lambda: t.calls, what="the first callback")
+    run_until(pike_poller, lambda: t.calls, what="the first callback")
     for _ in range(10):
-        poller.poll(0.01)
+        pike_poller.poll(0.01)
     assert t.errors == []
     assert t.count("read") == 1
     if how == "pause_reading":
@@ -102,18 +102,18 @@ def test_pausing_inside_handle_read_while_a_write_is_pending(poller: Poller, how
     else:
         # The poller's pause holds everything, the promised write included.
         assert t.calls == ["read"]
-        poller.resume(t)
-    run_until(poller, lambda: bytes(t.received) == b"12345678", what="the rest after resuming")
+        pike_poller.resume(t)
+    run_until(pike_poller, lambda: bytes(t.received) == b"12345678", what="the rest after resuming")
     assert t.count("write") == 1
-    poller.defer_write(t)
-    run_until(poller, lambda: t.count("write") == 2, what="a write asked for after resuming")
+    pike_poller.defer_write(t)
+    run_until(pike_poller, lambda: t.count("write") == 2, what="a write asked for after resuming")
     assert t.errors == []
     t.close()
     b.close()
 
 
-def test_one_interest_change_per_write_event_at_most(poller: Poller) -> None:
-    counting, counts = counted(poller)
+def test_one_interest_change_per_write_event_at_most(pike_poller: Poller) -> None:
+    counting, counts = counted(pike_poller)
     try:
         a, b = connected_pair()
         _small_send_buffer(a)
@@ -145,25 +145,27 @@ def test_one_interest_change_per_write_event_at_most(poller: Poller) -> None:
     ],
     ids=["array-i", "memoryview-Q", "memoryview-2d", "bytearray"],
 )
-def test_write_takes_any_contiguous_bytes_like_object_byte_for_byte(poller: Poller, make: object) -> None:
+def test_write_takes_any_contiguous_bytes_like_object_byte_for_byte(
+    pike_poller: Poller, make: object
+) -> None:
     data = make()  # type: ignore[operator]
     expected = bytes(memoryview(data).cast("B"))
     a, b = connected_pair()
     _small_send_buffer(a)
-    t = Recorder(poller, a)
+    t = Recorder(pike_poller, a)
     t.write_limit = 4 << 20
     t.write(data)
     assert t.write_buffer_size > 0, "all sent at once: the partial-send path was not taken"
-    got = read_until(poller, b, len(expected), f"{len(expected)} bytes", timeout=60)
+    got = read_until(pike_poller, b, len(expected), f"{len(expected)} bytes", timeout=60)
     assert len(got) == len(expected)
     assert got == expected
     t.close()
     b.close()
 
 
-def test_write_of_a_non_contiguous_object_is_a_clear_error(poller: Poller) -> None:
+def test_write_of_a_non_contiguous_object_is_a_clear_error(pike_poller: Poller) -> None:
     a, b = connected_pair()
-    t = Recorder(poller, a)
+    t = Recorder(pike_poller, a)
     strided = memoryview(bytearray(100))[::2]
     with pytest.raises(TypeError, match="C-contiguous"):
         t.write(strided)
@@ -172,11 +174,11 @@ def test_write_of_a_non_contiguous_object_is_a_clear_error(poller: Poller) -> No
     b.close()
 
 
-def test_write_larger_than_the_limit_says_the_limit(poller: Poller) -> None:
+def test_write_larger_than_the_limit_says_the_limit(pike_poller: Poller) -> None:
     from pike_core import WriteBufferFullError
 
     a, b = connected_pair()
-    t = Recorder(poller, a)
+    t = Recorder(pike_poller, a)
     t.write_limit = 1000
     with pytest.raises(WriteBufferFullError, match=r"more than write_limit \(1000 bytes\)"):
         t.write(b"x" * 1001)

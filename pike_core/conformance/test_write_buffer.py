@@ -21,9 +21,9 @@ class Writer(Recorder):
         self.calls.append("drain")
 
 
-def test_write_is_bounded_and_loses_nothing(poller: Poller) -> None:
+def test_write_is_bounded_and_loses_nothing(pike_poller: Poller) -> None:
     a, b = connected_pair()
-    t = Writer(poller, a)
+    t = Writer(pike_poller, a)
     chunk = os.urandom(32 * 1024)
     accepted = hashlib.sha256()
     accepted_bytes = 0
@@ -43,7 +43,7 @@ def test_write_is_bounded_and_loses_nothing(poller: Poller) -> None:
     assert answers[0] is True
     assert answers[-1] is False
     assert t.write_buffer_size <= t.write_limit
-    got = read_until(poller, b, accepted_bytes, "every accepted byte to arrive", timeout=30)
+    got = read_until(pike_poller, b, accepted_bytes, "every accepted byte to arrive", timeout=30)
     assert len(got) == accepted_bytes
     assert hashlib.sha256(got).digest() == accepted.digest()
     assert t.count("drain") == 1
@@ -52,9 +52,9 @@ def test_write_is_bounded_and_loses_nothing(poller: Poller) -> None:
     b.close()
 
 
-def test_close_when_done_sends_everything_first(poller: Poller) -> None:
+def test_close_when_done_sends_everything_first(pike_poller: Poller) -> None:
     a, b = connected_pair()
-    t = Writer(poller, a)
+    t = Writer(pike_poller, a)
     t.write_limit = 32 << 20
     # More than loopback's socket buffers take, so part of it has to wait in ours.
     payload = os.urandom(24 << 20)
@@ -62,6 +62,6 @@ def test_close_when_done_sends_everything_first(poller: Poller) -> None:
     assert t.write_buffer_size > 0
     t.close_when_done()
     assert not t.closed
-    assert read_to_end(poller, b, "the buffered bytes, then EOF", timeout=30) == payload
+    assert read_to_end(pike_poller, b, "the buffered bytes, then EOF", timeout=30) == payload
     assert t.closed
     b.close()

@@ -92,32 +92,32 @@ def test_peer_that_never_reads_cannot_grow_the_process(pike_backend: BackendStat
     assert growth < 16 << 20, f"peak RSS grew by {growth} bytes writing to a peer that never reads"
 
 
-def test_fork_gives_the_child_its_own_poller_and_leaves_the_parent_alone(poller: Poller) -> None:
+def test_fork_gives_the_child_its_own_poller_and_leaves_the_parent_alone(pike_poller: Poller) -> None:
     a, b = connected_pair()
-    inherited = Recorder(poller, a)
+    inherited = Recorder(pike_poller, a)
     c, d = connected_pair()
-    quiet = Recorder(poller, c)
+    quiet = Recorder(pike_poller, c)
 
     def child() -> None:
         # Through a shared OS object these would remove and change the parent's
         # interest: the parent would never hear of `inherited` again.
         inherited.close()
-        poller.defer_write(quiet)
+        pike_poller.defer_write(quiet)
         mine_a, mine_b = connected_pair()
-        mine = Recorder(poller, mine_a)
+        mine = Recorder(pike_poller, mine_a)
         mine_b.send(b"child")
-        poller.call_soon_threadsafe(lambda: None)
-        run_until(poller, lambda: bytes(mine.received) == b"child", what="the child's own transport")
-        run_until(poller, lambda: "write" in quiet.calls, what="the child's deferred write")
-        poller.close()
+        pike_poller.call_soon_threadsafe(lambda: None)
+        run_until(pike_poller, lambda: bytes(mine.received) == b"child", what="the child's own transport")
+        run_until(pike_poller, lambda: "write" in quiet.calls, what="the child's deferred write")
+        pike_poller.close()
 
     in_forked_child(child)
     b.send(b"parent")
-    run_until(poller, lambda: bytes(inherited.received) == b"parent", what="the parent's transport")
+    run_until(pike_poller, lambda: bytes(inherited.received) == b"parent", what="the parent's transport")
     for _ in range(5):
-        poller.poll(0.01)
+        pike_poller.poll(0.01)
     assert quiet.calls == [], "the child's defer_write reached the parent"
     d.send(b"also")
-    run_until(poller, lambda: bytes(quiet.received) == b"also", what="the parent's other transport")
+    run_until(pike_poller, lambda: bytes(quiet.received) == b"also", what="the parent's other transport")
     for s in (b, d):
         s.close()

@@ -1,6 +1,7 @@
 """The worked example of "Shipping your own poller" (examples/selectors-poller), built
 and installed as its author would do it, outside this clone:
 
+* its dependency admits the pike-core it is tested with (pip would refuse it otherwise);
 * its CI line (from its workflow file) runs the conformance suite against it, green;
 * with each fault of issue 13's table injected through its switch
   (``SELECTORS_POLLER_FAULT``), the same suite exits non-zero within a minute, and its
@@ -16,12 +17,19 @@ import shutil
 import subprocess
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pytest
+from packaging.requirements import Requirement
 
 from pike_core.conformance.probes import PROBES
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "selectors-poller"
 WORKFLOW = EXAMPLE / ".github" / "workflows" / "conformance.yml"
@@ -54,8 +62,9 @@ def example_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     site = work / "site"
     pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    # Its build backend comes from requirements/test.txt, not from a package index.
     built = subprocess.run(
-        [*pip, "--no-deps", "--target", str(site), str(source)],
+        [*pip, "--no-deps", "--no-build-isolation", "--target", str(site), str(source)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -107,6 +116,14 @@ def first_failure(output: str) -> str:
     assert starts, f"no failure reported:\n{output}"
     end = starts[1] if len(starts) > 1 else len(lines)
     return "\n".join(lines[starts[0] : end])
+
+
+def test_the_example_requires_the_pike_core_it_is_tested_with() -> None:
+    with open(EXAMPLE / "pyproject.toml", "rb") as f:
+        dependencies = tomllib.load(f)["project"]["dependencies"]
+    [core] = [r for r in map(Requirement, dependencies) if r.name == "pike-core"]
+    tested = version("pike-core")
+    assert core.specifier.contains(tested), f"the example requires {core}; this is pike-core {tested}"
 
 
 def test_the_example_passes_the_suite_by_its_own_ci_line(example_site: Path, tmp_path: Path) -> None:

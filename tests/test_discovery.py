@@ -308,10 +308,10 @@ def test_cli_lists_broken_and_unopenable_backends_as_such(tmp_path: Path) -> Non
     assert "ImportError: cannot import name 'SelectBackand'" in rows["typo"]
     assert "no: opening it failed: Impl() raised OSError: [Errno 24] no epoll for you" in rows["shaky"]
     # Asked for by name, it is refused with the reason, not run into a traceback.
-    demo = cli("--poller", "shaky", "demo")
-    assert demo.returncode == 2
-    assert "'shaky' is not usable: opening it failed: Impl() raised OSError" in demo.stderr
-    assert "Traceback" not in demo.stderr + demo.stdout
+    named = cli("list", "--poller", "shaky")
+    assert named.returncode == 2
+    assert "'shaky' is not usable: opening it failed: Impl() raised OSError" in named.stderr
+    assert "Traceback" not in named.stderr + named.stdout
 
 
 def test_cli_with_unknown_poller_exits_nonzero_listing_installed() -> None:

@@ -47,6 +47,8 @@ SHIMS = ["pike-smb2-shim", "asyncore-shim"]
 #: The asyncore drop-in matters most where the stdlib has no asyncore (3.12+): its tests
 #: run on the edge Pythons too, through the shim.
 ASYNCORE_TESTS = ["tests/compat/test_asyncore_echo.py", "tests/compat/test_asyncore_semantics.py"]
+#: pike-asyncio's loop on the edge Pythons: 3.9 runs asyncio.run through the policy.
+ASYNCIO_TESTS = ["tests/asyncio_loop/test_loop.py", "tests/asyncio_loop/test_cpython_selectors.py"]
 
 
 def say(message: str) -> None:
@@ -60,7 +62,7 @@ def run(args: Sequence[object], cwd: Path = ROOT) -> int:
 
 def projects(shims: Sequence[str] = ()) -> List[Path]:
     backends = [ROOT / "backends" / name for name in BACKENDS]
-    return [ROOT, *backends, *(ROOT / "compat" / name for name in shims)]
+    return [ROOT, *backends, ROOT / "integrations" / "asyncio", *(ROOT / "compat" / name for name in shims)]
 
 
 def stamp_of(python: str, extras: str, editable: bool, shims: Sequence[str]) -> str:
@@ -139,6 +141,16 @@ def check_lint(bindir: Path) -> int:
         # The kqueue module is skipped by a Linux check (its select stubs have no kqueue).
         or run([bindir / "mypy", "--platform", "darwin", ROOT / "backends" / "kqueue" / "pike_kqueue"])
         or run([bindir / "mypy", "--platform", "win32", ROOT / "backends" / "iocp" / "pike_iocp"])
+        # Silent about pike_core's modules: their POSIX-only parts are checked above.
+        or run(
+            [
+                bindir / "mypy",
+                "--platform",
+                "win32",
+                "--follow-imports=silent",
+                ROOT / "integrations" / "asyncio" / "pike_asyncio",
+            ]
+        )
     )
 
 
@@ -164,7 +176,7 @@ def check_edge_pythons(_: Path) -> int:
         imports = (
             "import pike_core, "
             + ", ".join(f"pike_{b}" for b in BACKENDS)
-            + "; import sys; print(sys.version)"
+            + ", pike_asyncio; import sys; print(sys.version)"
         )
         # From outside the clone, so what is tested is the installed packages, not the sources.
         outside = bindir.parent
@@ -189,7 +201,9 @@ def check_edge_pythons(_: Path) -> int:
             )
             # The pytest script, not python -m pytest, so the clone's folder is not on
             # sys.path and the tests import the installed copy, as their child processes do.
-            or run([bindir / "pytest", "-q", "-rs", "-p", "no:cacheprovider", *ASYNCORE_TESTS])
+            or run(
+                [bindir / "pytest", "-q", "-rs", "-p", "no:cacheprovider", *ASYNCORE_TESTS, *ASYNCIO_TESTS]
+            )
         )
         if status:
             return status

@@ -8,7 +8,15 @@ runs, under that interpreter:
 1. a version line;
 2. the conformance suite on the ``iocp`` and ``select`` backends (including the 500
    concurrent connections test, where select must refuse cleanly and iocp go on);
-3. an echo ping-pong throughput figure for iocp, select and asyncio's proactor loop.
+3. pike-asyncio's tests (``tests/asyncio_loop``) on iocp and select: CPython's own
+   ``test_selectors`` against PikeSelector, 2,000 concurrent asyncio stream connections,
+   TLS over ``asyncio.start_server(ssl=...)``, UDP, and pyzmq, tornado and aiohttp from
+   their PyPI wheels on the pike loop in one thread;
+4. an echo ping-pong throughput figure for iocp, select and asyncio's proactor loop.
+
+The embeddable interpreter ships no ``test`` package, which ``test_selectors`` and the
+TLS test's certificates come from: the same minor release's package of a host CPython
+(on PATH or under pyenv) is put on its path; without one, those tests skip saying so.
 
 Everything is cached under ``.cache/wine`` in the clone; the Wine processes it started are
 stopped at the end.  ``dev.py`` calls :func:`main` as one check::
@@ -19,7 +27,9 @@ stopped at the end.  ``dev.py`` calls :func:`main` as one check::
 from __future__ import annotations
 
 import argparse
+import glob
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -42,7 +52,9 @@ from tools.wine_python import (  # noqa: E402
 )
 
 #: The distributions the Windows side needs, as project folders of this repository.
-PROJECTS = [ROOT, ROOT / "backends" / "iocp", ROOT / "backends" / "select"]
+PROJECTS = [ROOT, ROOT / "backends" / "iocp", ROOT / "backends" / "select", ROOT / "integrations" / "asyncio"]
+#: From PyPI, as Windows wheels: the test runner, and the libraries pike-asyncio serves.
+REQUIREMENTS = ["pytest", "pyzmq", "tornado", "aiohttp"]
 BACKENDS = "iocp,select"
 MANY = "test_500_concurrent_connections"
 #: Per run under Wine; the whole suite takes well under a minute there.
@@ -72,6 +84,28 @@ def build_wheels(destination: Path) -> List[Path]:
     return sorted(destination.glob("*.whl"))
 
 
+def cpython_test_package(version: str, cache: Path) -> Optional[Path]:
+    """A folder holding CPython's ``test`` package of the Windows interpreter's minor
+    release, taken from a host interpreter (a link, not a copy); None if there is none."""
+    minor = ".".join(version.split(".")[:2])
+    found = shutil.which(f"python{minor}")
+    pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    candidates = [found] if found else []
+    candidates += sorted(glob.glob(f"{pyenv_root}/versions/{minor}.*/bin/python{minor}"), reverse=True)
+    where = "import os, test.support; print(os.path.dirname(os.path.dirname(test.support.__file__)))"
+    for python in candidates:
+        probe = subprocess.run([python, "-c", where], capture_output=True, text=True, check=False)
+        if probe.returncode == 0:
+            folder = cache / f"cpython-test-{minor}"
+            folder.mkdir(parents=True, exist_ok=True)
+            link = folder / "test"
+            if link.is_symlink():
+                link.unlink()
+            link.symlink_to(probe.stdout.strip(), target_is_directory=True)
+            return folder
+    return None
+
+
 def steps(seconds: float) -> List[Tuple[str, List[str]]]:
     """What runs under Windows CPython, in order: (title, python.exe arguments)."""
     # Not platform.platform(): its WMI query hits a function Wine 8 lacks and aborts.
@@ -93,6 +127,11 @@ def steps(seconds: float) -> List[Tuple[str, List[str]]]:
                 "-rsP",
                 "--show-capture=stdout",
             ],
+        ),
+        (
+            "pike-asyncio on iocp and select: CPython's test_selectors, streams, TLS, UDP, "
+            "pyzmq, tornado, aiohttp",
+            [*pytest, to_windows_path(ROOT / "tests" / "asyncio_loop"), "-rs"],
         ),
         (
             "echo ping-pong throughput (information only: Wine is slow and noisy)",
@@ -124,8 +163,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="pike-wheels-") as folder:
             wheels = build_wheels(Path(folder))
-            with WindowsPython.prepare(options.cache, options.version) as python:
-                python.install_requirements(["pytest"])
+            tests = cpython_test_package(options.version, options.cache)
+            if tests is None:
+                print(
+                    f"windows: no host CPython {options.version[:4]} with its test package: "
+                    "test_selectors and the TLS test will skip",
+                    flush=True,
+                )
+            extra = [] if tests is None else [tests]
+            with WindowsPython.prepare(options.cache, options.version, extra_paths=extra) as python:
+                python.install_requirements(REQUIREMENTS)
                 python.install_wheels(wheels)
                 # Outside the clone, so what runs is the installed wheels, not the sources,
                 # and pytest finds none of the clone's configuration.

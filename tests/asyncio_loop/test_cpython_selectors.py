@@ -79,6 +79,21 @@ class TestKqueue(_PikeSelectorTests, cpython.ScalableSelectorMixIn, unittest.Tes
 class TestIocp(_PikeSelectorTests, cpython.ScalableSelectorMixIn, unittest.TestCase):  # type: ignore[misc]
     BACKEND = "iocp"
 
+    if cpython.resource is None:
+
+        def test_above_fd_setsize(self) -> None:
+            """CPython's version raises the descriptor limit with the resource module,
+            which Windows has not (nor needs): the same check with 1,000 socket pairs,
+            four times the 512 sockets select can watch there."""
+            s = self.SELECTOR()
+            self.addCleanup(s.close)
+            pairs = 1000
+            for _ in range(pairs):
+                rd, wr = self.make_socketpair()
+                s.register(rd, cpython.selectors.EVENT_READ)
+                s.register(wr, cpython.selectors.EVENT_WRITE)
+            assert len(s.select()) == pairs
+
 
 class TestSelect(_PikeSelectorTests, unittest.TestCase):
     """No scalability test: select() is bounded by ``FD_SETSIZE`` by design; what

@@ -48,7 +48,9 @@ SHIMS = ["pike-smb2-shim", "asyncore-shim"]
 #: run on the edge Pythons too, through the shim.
 ASYNCORE_TESTS = ["tests/compat/test_asyncore_echo.py", "tests/compat/test_asyncore_semantics.py"]
 #: pike-asyncio's loop on the edge Pythons: 3.9 runs asyncio.run through the policy.
-ASYNCIO_TESTS = ["tests/asyncio_loop/test_loop.py", "tests/asyncio_loop/test_cpython_selectors.py"]
+ASYNCIO_TESTS = [
+    f"tests/asyncio_loop/{name}.py" for name in ("test_loop", "test_cpython_selectors", "test_frameworks")
+]
 
 
 def say(message: str) -> None:

@@ -172,7 +172,10 @@ async def _running_backend() -> Tuple[str, str]:
 
 @BACKENDS
 def test_run_runs_on_the_named_backend(backend: str) -> None:
+    policy = asyncio.get_event_loop_policy()
     assert pike_asyncio.run(_running_backend(), backend=backend) == (backend, backend)
+    # Python 3.9 and 3.10 run through the pike policy: it is the caller's again after.
+    assert asyncio.get_event_loop_policy() is policy
 
 
 @BACKENDS

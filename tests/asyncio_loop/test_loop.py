@@ -293,6 +293,19 @@ def test_python_m_pike_asyncio_says_which_backend_and_why() -> None:
     assert f"loop on {lowest.name!r}: named by --poller={lowest.name}" in result.stdout
 
 
+def test_a_bad_backend_name_is_the_only_error() -> None:
+    code = (
+        "import gc, pike_asyncio\n"
+        "try:\n    pike_asyncio.new_event_loop('nosuch')\n"
+        "except LookupError as exc:\n    print(type(exc).__name__)\n"
+        "gc.collect()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.stdout, done.stderr) == ("UnknownBackendError\n", "")
+
+
 def test_python_m_pike_asyncio_explains_a_bad_name() -> None:
     result = _module_main(PIKE_POLLER="nosuch")
     assert result.returncode == 2

@@ -43,7 +43,13 @@ class PikeEventLoop(asyncio.SelectorEventLoop):
     """
 
     def __init__(self, backend: Union[Backend, str, None] = None) -> None:
-        selector = PikeSelector(backend)
+        try:
+            selector = PikeSelector(backend)
+        except BaseException:
+            # Nothing was opened; without this, asyncio's __del__ would meet a loop that
+            # never ran its __init__ and print an AttributeError over the real error.
+            self._closed = True
+            raise
         super().__init__(selector)
         self._pike_selector = selector
         self._wakeup_fd_set = False

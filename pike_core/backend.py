@@ -56,7 +56,7 @@ class Backend(abc.ABC):
     #: its own and writes to it to interrupt a wait.
     has_wake: ClassVar[bool] = False
 
-    def admit(self, fd: int) -> None:
+    def admit(self, fd: int) -> None:  # noqa: B027 - optional; admitting is the default
         """Refuse at once a descriptor this mechanism could never watch, before anything
         is asked of it: the core calls this when a socket is registered, which may be
         long before it wants an event (a socket is watched from ``connect()`` or

@@ -1,15 +1,31 @@
-"""``pike-core`` / ``python -m pike_core``: list the backends, run the echo demo."""
+"""``pike-core`` / ``python -m pike_core``: list the backends; with pike-bench installed,
+run the echo demo and the benchmark (see :mod:`pike_core.commands`).
+
+Without a command it lists the backends, then runs the demo where pike-bench is
+installed.
+"""
 
 from __future__ import annotations
 
 import argparse
+import platform
+import re
 import sys
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from .backends import BackendStatus, Choice
-from .demo import run_demo
+from .commands import OPTIONAL_COMMANDS, Command, load_commands
 from .discovery import ENV_VAR, available_backends, registry
 from .errors import BackendError
+
+if sys.version_info >= (3, 10):
+    from importlib.metadata import PackageNotFoundError, distribution, distributions
+else:
+    from importlib_metadata import PackageNotFoundError, distribution, distributions
+
+PROG = "pike-core"
+#: A requirement on pike-core, as Requires-Dist writes it (names compare normalised).
+_REQUIRES_CORE = re.compile(r"^\s*pike[-_.]+core\b", re.IGNORECASE)
 
 
 def _table(rows: List[List[str]]) -> str:
@@ -26,16 +42,27 @@ def _status_row(status: BackendStatus, chosen: Optional[str]) -> List[str]:
     return [mark + status.name, dist, priority, caps, usable]
 
 
-def _choose(poller_name: Optional[str]) -> Choice:
+def choose(poller_name: Optional[str]) -> Choice:
+    """The backend ``--poller NAME`` names, or else the one the choice rules pick.
+
+    :raises BackendError: as :meth:`pike_core.BackendRegistry.choose`.
+    """
     if poller_name:
         return registry.choose([poller_name], "--poller")
     return registry.choose()
 
 
-def cmd_list(args: argparse.Namespace) -> int:
+def add_poller_option(parser: argparse.ArgumentParser) -> None:
+    """``--poller NAME``, for a subcommand that runs on one backend."""
+    parser.add_argument(
+        "--poller", metavar="NAME", help=f"backend to use (default: {ENV_VAR}, else the best usable)"
+    )
+
+
+def cmd_list(poller_name: Optional[str]) -> int:
     statuses = available_backends()
     try:
-        choice: Optional[Choice] = _choose(args.poller)
+        choice: Optional[Choice] = choose(poller_name)
     except BackendError as exc:
         choice = None
         problem = str(exc)
@@ -52,65 +79,98 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    choice = _choose(args.poller)
-    print(
-        f"demo: echo server + {args.clients} clients x {args.messages} round trips of {args.size} B "
-        f"over 127.0.0.1 on backend {choice.backend.name!r} ({choice.reason})"
+def versions() -> str:
+    """pike-core's version and the Python running it, then every installed distribution
+    that depends on pike-core (backends, pike-bench, shims, third-party pollers)."""
+    try:
+        core = distribution("pike-core").version
+    except PackageNotFoundError:
+        core = "(not installed: run from a source folder)"
+    lines = [f"{PROG} {core} (Python {platform.python_version()}, {sys.platform})"]
+    found: Dict[str, str] = {}
+    for dist in distributions():
+        name = dist.metadata["Name"]
+        if name and any(_REQUIRES_CORE.match(req) for req in dist.requires or ()):
+            found[name] = dist.version
+    lines += [f"  {name} {found[name]}" for name in sorted(found, key=str.lower)]
+    return "\n".join(lines)
+
+
+class _Missing(Command):
+    """What an optional command does when its distribution is not installed: say so."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        distribution_name, what = OPTIONAL_COMMANDS[name]
+        self.distribution = distribution_name
+        self.help = f"{what} (needs {distribution_name}: not installed)"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """None: :func:`main` runs this command before parsing what follows it."""
+
+    def run(self, args: argparse.Namespace) -> int:
+        print(
+            f"{PROG} {self.name}: this command comes with the {self.distribution} distribution, "
+            f"which is not installed here; install it with: pip install {self.distribution}",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def build_parser(commands: Dict[str, Command]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="List pike-core's poller backends; with pike-bench, run the echo demo and the "
+        "benchmark. Without a command: list, then demo.",
     )
-    with registry.new_poller(choice.backend.name) as poller:
-        result = run_demo(poller, args.clients, args.messages, args.size)
-    for failure in result.failures:
-        print(f"  FAILED {failure}", file=sys.stderr)
-    print(
-        f"demo: {result.clients * result.messages} round trips, every byte checked, "
-        f"in {result.seconds:.2f} s: {result.round_trips_per_second:,.0f} round trips/s, "
-        f"{result.megabytes_per_second:.1f} MB/s through the server"
+    parser.add_argument(
+        "--version",
+        action="store_true",
+        help="print the versions of pike-core and of every distribution using it",
     )
-    return 1 if result.failures else 0
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    listing = sub.add_parser("list", help="list the installed backends and which one would be chosen")
+    add_poller_option(listing)
+    for name in sorted(commands):
+        command = commands[name]
+        command.add_arguments(sub.add_parser(name, help=command.help, description=command.help))
+    return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="pike-core",
-        description="List pike-core's poller backends and run an echo demo on the chosen one. "
-        "Without a command: list, then demo.",
-    )
-    parser.add_argument(
-        "--poller", metavar="NAME", help=f"backend to use (default: {ENV_VAR}, else the best usable)"
-    )
-    sub = parser.add_subparsers(dest="command")
-    sub.add_parser("list", help="list the installed backends and which one would be chosen")
-    bench = sub.add_parser(
-        "bench",
-        help="echo servers on every backend, asyncio, uvloop and C, side by side under a C load generator",
-    )
-    # Imported here: the suite and its plot are not needed to list backends or run the demo.
-    from .bench.runner import add_arguments  # noqa: PLC0415
-
-    add_arguments(bench)
-    demo = sub.add_parser("demo", help="run an echo server and clients over loopback")
-    for p in (parser, demo):
-        p.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
-        p.add_argument("--messages", type=int, default=2000, help="round trips per client (default 2000)")
-        p.add_argument("--size", type=int, default=1024, help="bytes per message (default 1024)")
-    args = parser.parse_args(argv)
+    commands, problems = load_commands(reserved=("list",))
+    for problem in problems:
+        print(f"{PROG}: warning: {problem}", file=sys.stderr)
+    for name in OPTIONAL_COMMANDS:
+        commands.setdefault(name, _Missing(name))
+    parser = build_parser(commands)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0].startswith("-") and words[0] not in ("-h", "--help", "--version"):
+        # Otherwise argparse reports the option's value as an unknown command.
+        parser.error(
+            f"{words[0]} is not an option of {PROG} itself: a command's options go after it "
+            f"({PROG} demo {words[0]} ...; see {PROG} COMMAND --help)"
+        )
+    missing = commands.get(words[0]) if words else None
+    if isinstance(missing, _Missing):
+        return missing.run(argparse.Namespace(command=missing.name))
+    args = parser.parse_args(words)
     try:
+        if args.version:
+            print(versions())
+            return 0
         if args.command == "list":
-            return cmd_list(args)
-        if args.command == "demo":
-            return cmd_demo(args)
-        if args.command == "bench":
-            from .bench.runner import run  # noqa: PLC0415
-
-            return run(args)
-        status = cmd_list(args)
-        if status:
+            return cmd_list(args.poller)
+        if args.command is not None:
+            return commands[args.command].run(args)
+        status = cmd_list(None)
+        demo = commands["demo"]
+        if status or isinstance(demo, _Missing):
             return status
         print()
-        return cmd_demo(args)
+        return demo.run(parser.parse_args(["demo"]))
     except BackendError as exc:
-        print(f"pike-core: {exc}", file=sys.stderr)
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -38,6 +38,21 @@ def parse_preference(value: Optional[str]) -> List[str]:
     return [name.strip() for name in value.split(",") if name.strip()]
 
 
+def _names(preference: Sequence[str], source: str) -> List[str]:
+    """``preference`` as a list of names, each stripped of blanks.
+
+    :raises TypeError: it is a string (a list of names is wanted) or holds a non-string.
+    """
+    if isinstance(preference, str):
+        raise TypeError(f"{source}: a list of backend names is wanted, got the string {preference!r}")
+    names = []
+    for name in preference:
+        if not isinstance(name, str):
+            raise TypeError(f"{source}: backend names must be strings, got {name!r}")
+        names.append(name.strip())
+    return names
+
+
 def _distribution(ep: EntryPoint) -> tuple[Optional[str], Optional[str]]:
     dist = getattr(ep, "dist", None)
     if dist is None:
@@ -130,6 +145,8 @@ class BackendRegistry:
         if preference is None:
             preference = parse_preference(os.environ.get(ENV_VAR))
             source = ENV_VAR
+        else:
+            preference = _names(preference, source)
         result: Optional[Choice] = pm.hook.pike_choose_backend(
             backends=list(self._statuses), preference=list(preference), source=source
         )
@@ -138,12 +155,21 @@ class BackendRegistry:
         return result
 
     def new_backend(self, name: Optional[str] = None) -> Backend:
-        """A new backend object: ``name``'s, or the one :meth:`choose` picks.
+        """A new backend object: ``name``'s (a name or a comma-separated preference list,
+        as ``PIKE_POLLER`` takes), or the one :meth:`choose` picks.
 
         :raises BackendError: as :meth:`choose`.
+        :raises TypeError: ``name`` is neither a string nor None.
         :raises OSError: the backend could not open its OS object.
         """
-        chosen = self.choose([name], "new_poller(name)") if name else self.choose()
+        if name is not None and not isinstance(name, str):
+            raise TypeError(
+                f"new_poller(name): name must be a backend name or a comma-separated preference "
+                f"list such as 'epoll,poll' (a str), or None to choose by PIKE_POLLER and priority; "
+                f"got {name!r}"
+            )
+        wanted = parse_preference(name)
+        chosen = self.choose(wanted, "new_poller(name)") if wanted else self.choose()
         backend_class = chosen.backend.backend_class
         assert backend_class is not None
         return backend_class()
@@ -158,7 +184,6 @@ class BackendRegistry:
 
 registry = BackendRegistry()
 _default: Optional[Poller] = None
-_default_pid = 0
 _default_lock = threading.Lock()
 
 
@@ -180,23 +205,22 @@ def new_poller(name: Optional[str] = None) -> Poller:
 def default_poller() -> Poller:
     """The process-wide poller that transports use unless given ``alternate_poller``.
 
-    Created at first use by the choice rules (``PIKE_POLLER`` included); created anew
-    after it was closed, and in a child process after ``fork()``, which must not share
-    its parent's OS poll object.
+    Created at first use by the choice rules (``PIKE_POLLER`` included), and anew after
+    it was closed.  A child process after ``fork()`` keeps it: the poller takes a private
+    OS object of its own in the child, so the transports the child inherited and the ones
+    it makes share one poller, as asyncore's ``socket_map`` is shared (a pre-fork server).
 
     :raises BackendError: no backend can be chosen; the message says what to do.
     """
-    global _default, _default_pid
+    global _default
     with _default_lock:
-        if _default is None or _default.closed or _default_pid != os.getpid():
+        if _default is None or _default.closed:
             _default = new_poller()
-            _default_pid = os.getpid()
         return _default
 
 
 def set_default_poller(poller: Optional[Poller]) -> None:
     """Make ``poller`` the process default (None: choose one again at next use)."""
-    global _default, _default_pid
+    global _default
     with _default_lock:
         _default = poller
-        _default_pid = os.getpid()

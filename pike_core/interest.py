@@ -34,8 +34,10 @@ class Interest:
         self.os = 0
         #: Waiting in the poller's list of records to bring in line before the next wait.
         self.dirty = False
-        #: The poller's wait count when this registration was made: events of that wait,
-        #: or of one begun earlier, belong to a previous owner of the number.
+        #: The poller's wait count when this registration was made (or resumed): events
+        #: of that wait, or of one begun earlier, are not dispatched to it; they belong to
+        #: a previous owner of the number, or came before a resume (and come again).
+        #: Higher than any wait count while held.
         self.epoch = epoch
         #: Why the backend stopped watching ``fd`` (a refused change), once it did.
         self.failure: Optional[OSError] = None

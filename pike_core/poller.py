@@ -9,9 +9,11 @@ timers, cross-thread calls, stopping, and the rules of dispatch.
 from __future__ import annotations
 
 import collections
+import errno
 import logging
 import math
 import os
+import sys
 import threading
 import weakref
 from typing import (
@@ -44,6 +46,8 @@ logger = logging.getLogger("pike_core")
 _PROPAGATE = (KeyboardInterrupt, SystemExit)
 #: The types a timeout may have without a closer look (bool is an int, and refused there).
 _SECONDS: Final = (int, float)
+#: The epoch of a held record: later than any wait, so no event is dispatched to it.
+_HELD: Final = sys.maxsize
 
 
 class Channel(Protocol):
@@ -80,6 +84,12 @@ def _fileno_of(channel: Channel, what: str) -> int:
         return channel._fileno
     except AttributeError:
         raise TypeError(f"{what} needs a pike_core Transport, got {channel!r}") from None
+
+
+def _closed_behind_our_back(rec: Interest) -> bool:
+    """Whether the socket of ``rec``'s channel was closed without unregistering it."""
+    sock = getattr(rec.channel, "socket", None)
+    return sock is not None and sock.fileno() != rec.fd
 
 
 #: Which poller watches each descriptor, across pollers: one socket must not be
@@ -163,19 +173,24 @@ class Poller:
         if current is not None:
             if current.channel is transport:
                 return
-            raise RegistrationError(
-                transport,
-                f"cannot register {transport!r}: descriptor {fd} is already registered "
-                f"to {current.channel!r}; close that one first",
-            )
+            if not _closed_behind_our_back(current):
+                raise RegistrationError(
+                    transport,
+                    f"cannot register {transport!r}: descriptor {fd} is already registered "
+                    f"to {current.channel!r}; close that one first",
+                )
+            self._evict(current)
         other = _watched_by.get(fd)
         if other is not None and other is not self and not other._closed and fd in other._records:
-            raise RegistrationError(
-                transport,
-                f"cannot register {transport!r}: its socket (descriptor {fd}) is registered "
-                f"with another poller, {other!r}, to {other._records[fd].channel!r}; "
-                "one socket can belong to one transport only",
-            )
+            held = other._records[fd]
+            if not _closed_behind_our_back(held):
+                raise RegistrationError(
+                    transport,
+                    f"cannot register {transport!r}: its socket (descriptor {fd}) is registered "
+                    f"with another poller, {other!r}, to {held.channel!r}; "
+                    "one socket can belong to one transport only",
+                )
+            other._evict(held)
         rec = Interest(fd, transport, transport._wanted(), self._epoch)
         mask = rec.want & self._supported
         try:
@@ -189,6 +204,23 @@ class Poller:
         self._records[fd] = rec
         _watched_by[fd] = self
         transport._rec = rec
+
+    def _evict(self, rec: Interest) -> None:
+        """Drop the registration of a socket closed without telling the poller, whose
+        number a new socket now has, and tell its channel (an ``INVALID`` event, from the
+        loop: not inside the registration of the newcomer)."""
+        del self._records[rec.fd]
+        if rec.os:
+            rec.os = 0
+            # The number names the newcomer's socket now; nothing of it is watched yet.
+            self._backend.unregister(rec.fd)
+        rec.failure = OSError(
+            errno.EBADF,
+            f"{rec.channel!r}: its socket was closed without Transport.close(), and descriptor "
+            f"{rec.fd} now belongs to another socket; the transport is dropped",
+        )
+        # Thread-safe: the evicting registration may run on another poller's thread.
+        self.call_soon_threadsafe(rec.channel._handle_events, events.INVALID)
 
     def unregister(self, transport: Channel) -> None:
         """Stop watching ``transport``; call it before its socket is closed.
@@ -269,6 +301,8 @@ class Poller:
         rec = self._record_of(transport, "pause()")
         if not rec.held:
             rec.held = True
+            # Nor is it given what the current batch still holds for it.
+            rec.epoch = _HELD
             self._changed(rec)
 
     def resume(self, transport: Channel) -> None:
@@ -280,6 +314,8 @@ class Poller:
         rec = self._record_of(transport, "resume()")
         if rec.held:
             rec.held = False
+            # Events come again from the next wait on (level-triggered: none is lost).
+            rec.epoch = self._epoch
             self._changed(rec)
 
     def _record_of(self, transport: Channel, what: str) -> Interest:
@@ -367,16 +403,18 @@ class Poller:
         self._ready.append((callback, args))
 
     def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any) -> None:
-        """Like :meth:`call_soon`, from any thread: it wakes a blocked wait.
+        """Like :meth:`call_soon`, from any thread: it wakes a blocked wait.  Once the
+        poller is closed (also by a close racing this call) the callback is dropped, as
+        everything queued is at close: a thread never gets an error for a poller that
+        another thread closed.
 
         :raises TypeError: ``callback`` is not callable.
-        :raises PollerClosedError: the poller is closed.
         """
         if not callable(callback):
             raise TypeError(f"call_soon_threadsafe needs a callable, got {callback!r}")
         with self._close_lock:
             if self._closed:
-                raise PollerClosedError(self)
+                return
             # deque.append is atomic, so the loop thread needs no lock to pop.
             self._ready.append((callback, args))
             self._wake()
@@ -445,19 +483,34 @@ class Poller:
         return len(batch)
 
     def _run_timers(self) -> None:
-        for handle in self._timers.pop_due(clock() + CLOCK_RESOLUTION):
-            try:
-                handle.run()
-            except _PROPAGATE:
-                raise
-            except BaseException:
-                self.handle_callback_error(handle)
+        due = self._timers.pop_due(clock() + CLOCK_RESOLUTION)
+        started = 0
+        try:
+            for handle in due:
+                if self._closed:
+                    return
+                started += 1
+                try:
+                    handle.run()
+                except _PROPAGATE:
+                    raise
+                except BaseException:
+                    self.handle_callback_error(handle)
+        finally:
+            # Left by an exception out of the loop (KeyboardInterrupt, or one raised by
+            # handle_callback_error itself): the others run at the next pass.
+            if started < len(due) and not self._closed:
+                self._timers.put_back(due[started:])
 
     def _run_ready(self) -> None:
         ready = self._ready
         # Only what was queued before this point: a callback that queues another must
-        # not keep this iteration from returning to the OS wait.
-        for _ in range(len(ready)):
+        # not keep this iteration from returning to the OS wait.  A nested poll() may
+        # have run some already, and close() drops them all.  What an exception out of
+        # the loop leaves stays queued for the next pass.
+        count = len(ready)
+        while count and ready:
+            count -= 1
             callback, args = ready.popleft()
             try:
                 callback(*args)
@@ -472,11 +525,15 @@ class Poller:
         :param timeout: total seconds to run, or None for no limit.  At least one poll
             happens even when it is 0.
         :param count: the most poll iterations to run, or None for no limit.
-        Returns when either limit is reached or :meth:`stop` was called.
+        Returns when either limit is reached, :meth:`stop` was called, the poller was
+        closed by one of its callbacks, or nothing is left to wait for (no transport, no
+        timer, no queued callback), as ``asyncore.loop`` does once its map is empty.
 
         :raises ValueError: a negative ``timeout`` or ``count``.
-        :raises PollerClosedError: the poller is closed.
+        :raises PollerClosedError: the poller was closed before the call.
         """
+        if self._closed:
+            raise PollerClosedError(self)
         timeout = _check_timeout(timeout, "loop")
         if count is not None:
             if isinstance(count, bool) or not isinstance(count, int):
@@ -489,7 +546,7 @@ class Poller:
         start = clock()
         done = 0
         try:
-            while count is None or done < count:
+            while (count is None or done < count) and self._has_work():
                 wait = None
                 if timeout is not None:
                     wait = timeout - (clock() - start)
@@ -505,6 +562,12 @@ class Poller:
                     break
         finally:
             self._stopping = False
+
+    def _has_work(self) -> bool:
+        """Whether anything could end a wait: a registered transport, a pending timer or
+        a queued callback (asyncore's loop ends once its map is empty; so does this).
+        Never after :meth:`close`, which drops them all."""
+        return len(self._records) > (self._waker is not None) or bool(self._ready) or len(self._timers) > 0
 
     def stop(self) -> None:
         """Make :meth:`loop` return after the current iteration.  Safe from any thread;

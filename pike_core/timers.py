@@ -18,16 +18,18 @@ CLOCK_RESOLUTION: Final = time.get_clock_info("monotonic").resolution
 class TimerHandle:
     """What :meth:`Poller.call_later` returns; :meth:`cancel` stops the call."""
 
-    __slots__ = ("_args", "_callback", "_queue", "cancelled", "when")
+    __slots__ = ("_args", "_callback", "_queue", "_seq", "cancelled", "when")
 
     def __init__(
         self,
         when: float,
+        seq: int,
         callback: Callable[..., object],
         args: Tuple[Any, ...],
         queue: TimerQueue,
     ) -> None:
         self.when = when
+        self._seq = seq
         self._callback = callback
         self._args = args
         self.cancelled = False
@@ -70,20 +72,32 @@ class TimerQueue:
         """Schedule ``callback(*args)`` after ``delay`` seconds.
 
         :raises TypeError: ``callback`` is not callable or ``delay`` is not a number.
-        :raises ValueError: ``delay`` is NaN or infinite.
+        :raises ValueError: ``delay`` is NaN, infinite, or too large for a float.
         """
         if not callable(callback):
             raise TypeError(f"call_later needs a callable, got {callback!r}")
         if isinstance(delay, bool) or not isinstance(delay, (int, float)):
             raise TypeError(f"delay must be a number of seconds, got {delay!r}")
-        if not math.isfinite(delay):
+        try:
+            seconds = float(delay)
+        except OverflowError:
+            seconds = math.inf
+        if not math.isfinite(seconds):
             raise ValueError(f"delay must be a finite number of seconds, got {delay!r}")
-        handle = TimerHandle(clock() + max(delay, 0.0), callback, args, self)
         # The sequence number keeps timers due at the same instant in the order they were
         # made, and keeps heapq from ever comparing two handles.
         self._seq += 1
+        handle = TimerHandle(clock() + max(seconds, 0.0), self._seq, callback, args, self)
         heapq.heappush(self.heap, (handle.when, self._seq, handle))
         return handle
+
+    def put_back(self, handles: List[TimerHandle]) -> None:
+        """Return handles taken by :meth:`pop_due` but not run (a callback before them
+        raised out of the loop): they run at the next pass, in their order."""
+        for handle in handles:
+            if not handle.cancelled:
+                handle._queue = self
+                heapq.heappush(self.heap, (handle.when, handle._seq, handle))
 
     def cancelled_one(self) -> None:
         self._cancelled += 1

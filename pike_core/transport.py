@@ -431,7 +431,7 @@ class Transport:
         if self._state is not _CONNECTING or self.socket is None:
             return
         try:
-            self._connect_started(self.socket.connect_ex(address), address)
+            self._connect_started(self.poller.backend.start_connect(self.socket, address), address)
         except OSError as exc:
             self._fail(exc)
         else:
@@ -805,7 +805,7 @@ class Transport:
             raise TypeError(
                 f"write() on {self!r} needs a bytes-like object, got {type(data).__name__}"
             ) from None
-        if view.format == "B" and view.ndim == 1:
+        if view.format == "B" and view.ndim == 1 and view.c_contiguous:
             return view
         try:
             return view.cast("B")
@@ -1005,6 +1005,7 @@ class Transport:
                 self.handle_accept()
         if (
             self._rec is rec
+            and not rec.held
             and mask & (_WRITE | _UNASKED)
             and (self._wbuf or self._write_requested or self._shutdown_pending is not None)
             and self._state in _WRITING

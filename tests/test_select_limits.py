@@ -12,8 +12,7 @@ import pytest
 from pike_select.backend import FD_SETSIZE, SelectBackend
 
 from pike_core import CapacityError, Poller
-from pike_core.conformance.support import Listener, Recorder, connected_pair, run_until
-from pike_core.demo import EchoHandler
+from pike_core.conformance.support import Listener, Recorder, WriteEcho, connected_pair, run_until
 
 
 @pytest.fixture
@@ -63,7 +62,7 @@ def test_server_refuses_only_the_connection_it_cannot_watch(
 ) -> None:
     poller = select_poller
     os.close(low_fds_taken.pop(0))
-    server = Listener(poller, EchoHandler)
+    server = Listener(poller, WriteEcho)
     assert server.fileno() < FD_SETSIZE
     refused = socket.create_connection(server.addr)
     run_until(poller, lambda: server.accepted or _closed_by_peer(refused), what="the refusal")

@@ -2,17 +2,22 @@
 
 It installs Wine from Debian's packages if it is missing, fetches the pinned Windows
 CPython (python.org's embeddable build, sha256-checked: a mismatch stops the step),
-installs pike-core, pike-iocp and pike-select (wheels built here) and pytest into it, and
-runs, under that interpreter:
+installs pytest, hypothesis, pyzmq, tornado and aiohttp into it, and runs, under that
+interpreter:
 
 1. a version line;
-2. the conformance suite on the ``iocp`` and ``select`` backends (including the 500
+2. pip itself (the host's bundled pip wheel), installing ``pike-core``, ``pike-bench`` and
+   ``pike-asyncio`` from wheels built here, with ``--no-index``: the environment markers
+   of pike-core's dependencies must bring pike-iocp and pike-select, and nothing else;
+3. ``pike-core --version``, ``pike-core list`` (which must choose ``iocp``) and a short
+   ``pike-core demo``, through the launcher pip made;
+4. the conformance suite on the ``iocp`` and ``select`` backends (including the 500
    concurrent connections test, where select must refuse cleanly and iocp go on);
-3. pike-asyncio's tests (``tests/asyncio_loop``) on iocp and select: CPython's own
+5. pike-asyncio's tests (``tests/asyncio_loop``) on iocp and select: CPython's own
    ``test_selectors`` against PikeSelector, 2,000 concurrent asyncio stream connections,
    TLS over ``asyncio.start_server(ssl=...)``, UDP, and pyzmq, tornado and aiohttp from
    their PyPI wheels on the pike loop in one thread;
-4. an echo ping-pong throughput figure for iocp, select and asyncio's proactor loop.
+6. an echo ping-pong throughput figure for iocp, select and asyncio's proactor loop.
 
 The embeddable interpreter ships no ``test`` package, which ``test_selectors`` and the
 TLS test's certificates come from: the same minor release's package of a host CPython
@@ -27,7 +32,9 @@ stopped at the end.  ``dev.py`` calls :func:`main` as one check::
 from __future__ import annotations
 
 import argparse
+import ensurepip
 import glob
+import io
 import logging
 import os
 import shutil
@@ -36,13 +43,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     # Run as a script, only tools/ is on the path; the helper is imported as tools.*.
     sys.path.insert(0, str(ROOT))
 
+from tools import release  # noqa: E402
 from tools.wine_python import (  # noqa: E402
     DEFAULT_VERSION,
     PINNED_SDIST_SHA256,
@@ -51,34 +59,36 @@ from tools.wine_python import (  # noqa: E402
     to_windows_path,
 )
 
-#: The distributions the Windows side needs, as project folders of this repository.
-PROJECTS = [ROOT, ROOT / "backends" / "iocp", ROOT / "backends" / "select", ROOT / "integrations" / "asyncio"]
-#: From PyPI, as Windows wheels: the test runner, and the libraries pike-asyncio serves.
-REQUIREMENTS = ["pytest", "pyzmq", "tornado", "aiohttp"]
+#: What pip installs on Windows, as a user's command would:
+#: ``pip install pike-core pike-bench pike-asyncio``.
+REQUESTED = ["pike-core", "pike-bench", "pike-asyncio"]
+#: What that must install: these and the backends pike-core's markers select for Windows.
+EXPECTED = {*REQUESTED, *release.platform_backends("win32")}
+#: Built for the Windows side: every distribution it may ask for, Windows or not, so that
+#: a marker that wrongly selects one shows up as an extra distribution installed.
+PROJECTS = [release.DISTRIBUTIONS[name] for name in release.DISTRIBUTIONS if not name.endswith("-shim")]
+#: From PyPI, as Windows wheels: the test runner, hypothesis (the stateful tests run on both
+#: backends there as well), and the libraries pike-asyncio serves.
+REQUIREMENTS = ["pytest", "hypothesis", "pyzmq", "tornado", "aiohttp"]
 BACKENDS = "iocp,select"
 MANY = "test_500_concurrent_connections"
 #: Per run under Wine; the whole suite takes well under a minute there.
 RUN_TIMEOUT = 600.0
 
 
-def build_wheels(destination: Path) -> List[Path]:
-    """Build pike-core and the two backends as wheels, as users would install them.
+class _Shown(io.BytesIO):
+    """Output shown as it arrives, and kept to be checked."""
 
-    From copies of what the wheels are made of, so setuptools leaves no ``build/``
-    folders in the clone (which mypy would then find twice).
-    """
-    sources = destination / "src"
-    for project in PROJECTS:
-        copy = sources / project.name
-        copy.mkdir(parents=True)
-        for name in ("pyproject.toml", "README.md"):
-            shutil.copy2(project / name, copy / name)
-        for package in project.glob("pike_*/"):
-            if not (package / "__init__.py").is_file():
-                continue
-            shutil.copytree(package, copy / package.name, ignore=shutil.ignore_patterns("__pycache__"))
+    def write(self, data: Any) -> int:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return super().write(data)
+
+
+def build_wheels(destination: Path) -> List[Path]:
+    """Build the wheels the Windows side may install, as users would get them."""
     command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "--disable-pip-version-check"]
-    command += [str(sources / project.name) for project in PROJECTS] + ["-w", str(destination)]
+    command += [str(project) for project in PROJECTS] + ["-w", str(destination)]
     if subprocess.call(command, stdin=subprocess.DEVNULL) != 0:
         raise WineError(f"building the wheels failed: {' '.join(command)}")
     return sorted(destination.glob("*.whl"))
@@ -106,16 +116,57 @@ def cpython_test_package(version: str, cache: Path) -> Optional[Path]:
     return None
 
 
-def steps(seconds: float) -> List[Tuple[str, List[str]]]:
-    """What runs under Windows CPython, in order: (title, python.exe arguments)."""
-    # Not platform.platform(): its WMI query hits a function Wine 8 lacks and aborts.
-    version = "import sys; print('Windows CPython', sys.version, 'on Windows', sys.getwindowsversion()[:3])"
+def bundled_pip() -> Path:
+    """The pip wheel this (host) Python bundles for ensurepip: pip runs from it as is."""
+    wheels = sorted((Path(ensurepip.__file__).parent / "_bundled").glob("pip-*.whl"))
+    if not wheels:
+        raise WineError(f"this Python ({sys.executable}) bundles no pip wheel for ensurepip")
+    return wheels[-1]
+
+
+def pip_install(python: WindowsPython, wheels: Path) -> int:
+    """Install :data:`REQUESTED` with pip under Windows CPython from ``wheels`` alone,
+    replacing what an earlier run installed; then check what came with them."""
+    # pip from its wheel (platform's WMI query, which pip makes and Wine 8 cannot answer,
+    # is gone: WindowsPython.prepare removes _wmi).
+    run_pip = (
+        "import runpy, sys; "
+        f"sys.path.insert(0, {to_windows_path(bundled_pip())!r}); "
+        "runpy.run_module('pip', run_name='__main__', alter_sys=True)"
+    )
+    pip = ["-c", run_pip, "--disable-pip-version-check", "--no-input"]
+    ours = [name for name in release.DISTRIBUTIONS if not name.endswith("-shim")]
+    quiet = io.BytesIO()
+    python.run([*pip, "uninstall", "-y", *ours], timeout=RUN_TIMEOUT, output=quiet)
+    install = ["install", "--no-index", "--find-links", to_windows_path(wheels), "--no-warn-script-location"]
+    if python.run([*pip, *install, *REQUESTED], timeout=RUN_TIMEOUT) != 0:
+        return 1
+    listing = io.BytesIO()
+    python.run([*pip, "list", "--format=freeze"], timeout=RUN_TIMEOUT, output=listing)
+    installed = {
+        line.split("==")[0] for line in listing.getvalue().decode().split() if line.startswith("pike-")
+    }
+    print(f"installed: {', '.join(sorted(installed))}")
+    if installed != EXPECTED:
+        print(f"FAILED: pip installed {sorted(installed)}; expected {sorted(EXPECTED)}")
+        return 1
+    return 0
+
+
+def steps(python: WindowsPython, seconds: float) -> List[Tuple[str, List[str], str]]:
+    """What runs under Windows CPython after the installation, in order: (title, arguments
+    of python.exe, text its output must hold)."""
     pytest = ["-m", "pytest", "--pike-poller", BACKENDS, "-p", "no:cacheprovider"]
+    # The launcher pip wrote, run by the interpreter as a zipapp: what `pike-core` runs.
+    pike_core = to_windows_path(python.home / "Scripts" / "pike-core.exe")
     return [
-        ("interpreter", ["-c", version]),
+        ("pike-core --version", [pike_core, "--version"], f"pike-iocp {release.read_version()}"),
+        ("pike-core list (iocp must be chosen)", [pike_core, "list"], "chosen: iocp "),
+        ("pike-core demo", [pike_core, "demo", "--clients", "4", "--messages", "100"], "every byte checked"),
         (
             f"conformance suite on {BACKENDS}",
             [*pytest, "--pyargs", "pike_core.conformance", "-k", f"not {MANY}", "-rs"],
+            "",
         ),
         (
             f"{MANY} (iocp serves them; select refuses cleanly past 512 sockets), then tests/windows",
@@ -127,11 +178,13 @@ def steps(seconds: float) -> List[Tuple[str, List[str]]]:
                 "-rsP",
                 "--show-capture=stdout",
             ],
+            "",
         ),
         (
             "pike-asyncio on iocp and select: CPython's test_selectors, streams, TLS, UDP, "
             "pyzmq, tornado, aiohttp",
             [*pytest, to_windows_path(ROOT / "tests" / "asyncio_loop"), "-rs"],
+            "",
         ),
         (
             "echo ping-pong throughput (information only: Wine is slow and noisy)",
@@ -141,6 +194,7 @@ def steps(seconds: float) -> List[Tuple[str, List[str]]]:
                 str(seconds),
                 *BACKENDS.split(","),
             ],
+            "",
         ),
     ]
 
@@ -162,7 +216,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     failed: List[str] = []
     try:
         with tempfile.TemporaryDirectory(prefix="pike-wheels-") as folder:
-            wheels = build_wheels(Path(folder))
+            wheels = Path(folder) / "wheels"
+            build_wheels(wheels)
             tests = cpython_test_package(options.version, options.cache)
             if tests is None:
                 print(
@@ -173,13 +228,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             extra = [] if tests is None else [tests]
             with WindowsPython.prepare(options.cache, options.version, extra_paths=extra) as python:
                 python.install_requirements(REQUIREMENTS)
-                python.install_wheels(wheels)
+                # Not platform.platform(): its WMI query hits a function Wine 8 lacks.
+                version = "import sys; print('Windows CPython', sys.version, sys.getwindowsversion()[:3])"
+                python.run(["-c", version], timeout=RUN_TIMEOUT)
+                print(f"\n--- Windows: pip install {' '.join(REQUESTED)} (--no-index, the wheels built here)")
+                if pip_install(python, wheels) != 0:
+                    failed.append(f"pip install {' '.join(REQUESTED)}")
                 # Outside the clone, so what runs is the installed wheels, not the sources,
                 # and pytest finds none of the clone's configuration.
                 workdir = Path(folder)
-                for title, args in steps(options.seconds):
+                for title, args, must_show in [] if failed else steps(python, options.seconds):
                     print(f"\n--- Windows: {title}", flush=True)
-                    if python.run(args, cwd=workdir, timeout=RUN_TIMEOUT) != 0:
+                    shown = _Shown()
+                    code = python.run(args, cwd=workdir, timeout=RUN_TIMEOUT, output=shown)
+                    if code != 0 or must_show not in shown.getvalue().decode("utf-8", "replace"):
                         failed.append(title)
     except WineError as exc:
         print(f"windows: error: {exc}", file=sys.stderr)

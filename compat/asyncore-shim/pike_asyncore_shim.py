@@ -1,6 +1,8 @@
 """On Python 3.12+, make ``import asyncore`` give :mod:`pike_core.compat.asyncore`.
 
-Imported at interpreter start-up by ``pike_asyncore_shim.pth``.  It puts a finder at the
+Imported at interpreter start-up by ``pike_asyncore_shim.pth``, on 3.12+ only, so it
+imports nothing that start-up has not imported already: an interpreter that never
+imports ``asyncore`` pays a fraction of a millisecond for it.  It puts a finder at the
 front of ``sys.meta_path`` so that it wins over any ``asyncore`` on ``sys.path``, including
 the PyPI ``pyasyncore`` copy that ``pyasynchat`` pulls in as a dependency.  On 3.11 and
 older it does nothing: the stdlib module stays what ``import asyncore`` finds.
@@ -9,13 +11,17 @@ older it does nothing: the stdlib module stays what ``import asyncore`` finds.
 there is one ``socket_map``.  Nothing of pike-core is imported until ``asyncore`` is.
 """
 
-from __future__ import annotations
-
-import importlib
-import importlib.machinery
 import sys
-from types import ModuleType
-from typing import Optional, Sequence
+
+# Neither typing.TYPE_CHECKING nor `from __future__ import annotations` (hence the quoted
+# annotations): importing typing or __future__ at every start-up would cost more than the
+# rest of this module; type checkers honour the name alone.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
+    from typing import Optional
 
 MODULE = "asyncore"
 TARGET = "pike_core.compat.asyncore"
@@ -25,14 +31,16 @@ class _AliasLoader:
     """Loads ``asyncore`` as the already-imported target module."""
 
     def __init__(self) -> None:
-        self._target_spec: Optional[importlib.machinery.ModuleSpec] = None
+        self._target_spec: Optional[ModuleSpec] = None
 
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        module = importlib.import_module(TARGET)
+    def create_module(self, spec: "ModuleSpec") -> "ModuleType":
+        from importlib import import_module  # noqa: PLC0415 - only once asyncore is imported
+
+        module = import_module(TARGET)
         self._target_spec = module.__spec__
         return module
 
-    def exec_module(self, module: ModuleType) -> None:
+    def exec_module(self, module: "ModuleType") -> None:
         # The import system set __spec__ to the alias's; the target keeps its own, so
         # that importlib.reload() and pickling by module name still find it.
         module.__spec__ = self._target_spec
@@ -42,11 +50,13 @@ class AsyncoreFinder:
     """A meta path finder that answers for ``asyncore`` alone."""
 
     def find_spec(
-        self, fullname: str, path: Optional[Sequence[str]], target: Optional[ModuleType] = None
-    ) -> Optional[importlib.machinery.ModuleSpec]:
+        self, fullname: str, path: "Optional[Sequence[str]]", target: "Optional[ModuleType]" = None
+    ) -> "Optional[ModuleSpec]":
         if fullname != MODULE:
             return None
-        return importlib.machinery.ModuleSpec(MODULE, _AliasLoader())  # type: ignore[arg-type]
+        from importlib.machinery import ModuleSpec  # noqa: PLC0415 - only once asyncore is imported
+
+        return ModuleSpec(MODULE, _AliasLoader())  # type: ignore[arg-type]
 
 
 def install() -> bool:
@@ -59,6 +69,3 @@ def install() -> bool:
     if not any(isinstance(finder, AsyncoreFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, AsyncoreFinder())
     return True
-
-
-install()

@@ -181,9 +181,10 @@ def test_closed_poller_refuses_with_its_own_error(poller: Poller) -> None:
         lambda: poller.loop(count=1),
         lambda: poller.call_later(0, print),
         lambda: poller.call_soon(print),
-        lambda: poller.call_soon_threadsafe(print),
         lambda: poller.register(t),
     ):
         with pytest.raises(PollerClosedError):
             call()
+    # Other threads may race a close: their calls are no-ops, never errors.
+    poller.call_soon_threadsafe(print)
     b.close()

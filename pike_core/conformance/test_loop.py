@@ -117,8 +117,7 @@ def test_closed_poller_refuses_use(poller: Poller) -> None:
     poller.close()
     with pytest.raises(PollerClosedError):
         poller.poll(0)
-    with pytest.raises(PollerClosedError):
-        poller.call_soon_threadsafe(print)
+    poller.call_soon_threadsafe(print)  # from another thread, a close may come first
     with pytest.raises(PollerClosedError):
         Recorder(poller, b)
     b.close()

@@ -108,9 +108,9 @@ def start_server(implementation: str, use_poll: bool, connections: int) -> Tuple
 def loadgen() -> Path:
     """The C load generator, built on first use.
 
-    :raises pike_core.bench.cbuild.BuildError: no C compiler, or the build failed.
+    :raises pike_bench.cbuild.BuildError: no C compiler, or the build failed.
     """
-    from pike_core.bench import cbuild
+    from pike_bench import cbuild
 
     return cbuild.build("loadgen", ROOT / ".cache" / "bench")
 

@@ -35,9 +35,9 @@ def bench() -> ModuleType:
         pytest.skip(f"needs {needed} descriptors per process; the hard limit is {hard} (ulimit -Hn)")
     module = load_bench()
     try:
-        from pike_core.bench import cbuild
+        from pike_bench import cbuild
     except ImportError as exc:
-        pytest.skip(f"pike_core.bench (the C load generator's sources) is not installed here: {exc}")
+        pytest.skip(f"pike-bench (the C load generator's sources) is not installed here: {exc}")
     try:
         module.loadgen()
     except cbuild.BuildError as exc:

@@ -1,16 +1,20 @@
-"""The kernel-free half of the kqueue backend: what the kernel should watch, the change
-list that gets it there, and the translation of returned kevents into the core's
+"""The kernel-free half of the kqueue backend: which filters the kernel should hold, the
+change list that gets them there, and the translation of returned kevents into the core's
 ``(fd, mask)`` pairs.
 
 It needs no ``select.kqueue``, so ``tests/test_kqueue_logic.py`` checks it on any system
 by feeding it kevent records shaped as kqueue(2) documents them.  The system calls are
-in :mod:`pike_kqueue.poller`.
+in :mod:`pike_kqueue.backend`.
 
 Design notes: the kqueue(2) semantics relied on, by section of the FreeBSD and macOS page
 -------------------------------------------------------------------------------------------
 * DESCRIPTION: "A kevent is identified by the (ident, filter) pair; there may only be
   one unique kevent per kqueue."  A descriptor has at most two here, EVFILT_READ and
   EVFILT_WRITE, and one change list holds at most one change for each.
+* The filters follow the mask: EVFILT_READ is in the kernel while the core asks for
+  ``READ``, EVFILT_WRITE while it asks for ``WRITE``, and neither otherwise.  A
+  transport that paused reading while a write is pending asks for ``WRITE`` alone; a
+  read filter kept for it would report its unread data at every wait.
 * EVFILT_READ, Sockets: it returns while data is unread or a connection is pending on a
   listening socket.  "If the read direction of the socket has shutdown, then the filter
   also sets EV_EOF in flags, and returns the socket error (if any) in fflags.  It is
@@ -22,20 +26,25 @@ Design notes: the kqueue(2) semantics relied on, by section of the FreeBSD and m
   sockets, the low water mark and socket error handling is identical to the EVFILT_READ
   case."  A failed non-blocking connect is EV_EOF with the error in ``fflags``: WRITE |
   ERROR, and the core reads ``SO_ERROR`` to tell the transport.
-* Without EV_CLEAR a filter reports its condition at every wait while it holds, like
-  level-triggered epoll.  The read filter is added once per descriptor and kept.
-* EV_ONESHOT: "Causes the event to return only the first occurrence of the filter being
-  triggered.  After the user retrieves the event from the kqueue, it is deleted."  The
-  write filter is armed with it, which is the core's rule of one ``handle_write`` per
-  ``defer_write``.  A delivered one is gone, so it is not deleted again (that would be
-  ENOENT); and if the core still wants to write after it (it did not call
-  ``write_delivered``: a wake-up before the connect's verdict, or a ``handle_read`` that
-  raised first), it is armed again before the next wait, so no write event is lost
-  where epoll would have repeated it.
+* Neither EV_CLEAR nor EV_ONESHOT is used: without them a filter reports its condition
+  at every wait while it holds, the core's level-triggered contract (and epoll's
+  default).  The rule of one ``handle_write`` per ``defer_write`` is the core's.
+* ``PRIORITY`` (out-of-band data) is not offered, so the core never asks for it.
+  FreeBSD's kqueue(2) documents no way to learn of out-of-band data, and its socket read
+  filter (``filt_soread``, ``uipc_socket.c``) does not look at the out-of-band mark,
+  which its poll(2) does: the event would never come.  macOS documents two ways that do
+  not agree: EV_OOBAND in the ``flags`` of EVFILT_READ, and EVFILT_EXCEPT with NOTE_OOB
+  in ``fflags`` (XNU's source also honours NOTE_OOB on EVFILT_READ, undocumented).  A
+  read filter also reports ordinary data, so a mask of ``PRIORITY`` without ``READ``
+  would wake every wait while data is unread, the fault that filters kept to the mask
+  avoid.  EVFILT_EXCEPT is not exported by CPython's ``select`` and is numbered
+  differently on each system that has it (-15 on macOS, -9 on OpenBSD, -8 on
+  DragonFly): this backend would need a table of them and could test none without those
+  kernels.  It is the way to add ``PRIORITY`` later, where such a kernel is at hand.
 * RETURN VALUES: "If an error occurs while processing an element of the changelist and
   there is enough room in the eventlist, then the event will be placed in the eventlist
   with EV_ERROR set in flags and the system error in data.  Otherwise, -1 will be
-  returned".  :meth:`Interest.max_events` keeps a slot for every change.  The error is
+  returned".  :meth:`Filters.max_events` keeps a slot for every change.  The error is
   attributed through (ident, filter) to the change made for that pair: the returned
   ``flags`` cannot say whether it was an add or a delete, since FreeBSD replaces them
   with EV_ERROR (XNU ORs EV_ERROR in; only the bit is tested).
@@ -50,7 +59,7 @@ Design notes: the kqueue(2) semantics relied on, by section of the FreeBSD and m
     ``kevent()`` call in which a change failed returns the errors without collecting
     any event (FreeBSD and XNU ``kern_event.c``), so retrying at every wait would
     starve every other descriptor.  The transport learns of it once; the default
-    handlers close it.
+    handlers close it.  A later change of its mask asks for the filter again.
 * The constants exist in ``select`` only where kqueue does; elsewhere, where only the
   tests use this module, the values of FreeBSD's and macOS's ``<sys/event.h>`` stand in.
   ``select``'s win where present: NetBSD numbers its filters differently.
@@ -60,7 +69,7 @@ from __future__ import annotations
 
 import errno
 import select
-from typing import Dict, Final, Iterable, List, Protocol, Set, Tuple
+from typing import Dict, Final, Iterable, List, Protocol, Tuple
 
 from pike_core import events
 
@@ -74,12 +83,15 @@ FILTER_READ: Final = _constant("KQ_FILTER_READ", -1)
 FILTER_WRITE: Final = _constant("KQ_FILTER_WRITE", -2)
 EV_ADD: Final = _constant("KQ_EV_ADD", 0x0001)
 EV_DELETE: Final = _constant("KQ_EV_DELETE", 0x0002)
-EV_ONESHOT: Final = _constant("KQ_EV_ONESHOT", 0x0010)
 EV_ERROR: Final = _constant("KQ_EV_ERROR", 0x4000)
 EV_EOF: Final = _constant("KQ_EV_EOF", 0x8000)
 
+#: The event bits this backend accepts, each watched by its own filter.
+SUPPORTED: Final = events.READ | events.WRITE
+_FILTERS: Final = ((events.READ, FILTER_READ), (events.WRITE, FILTER_WRITE))
+
 #: The most events one wait collects, beside a slot per change for its error.  Filters
-#: are level-triggered or not yet delivered, so what does not fit comes at the next wait.
+#: are level-triggered, so what does not fit comes at the next wait.
 MAX_EVENTS: Final = 1024
 
 Change = Tuple[int, int, int]
@@ -96,40 +108,47 @@ class Kevent(Protocol):
     data: int
 
 
-class Interest:
-    """What the kernel should watch, what it was told, and the changes in between.
+class Filters:
+    """The filters the kernel should hold per descriptor, those it was told of, and the
+    changes in between.
 
-    :meth:`register` and :meth:`modify` make no system call: they mark the descriptor,
-    and :meth:`changes` builds the change list that goes into the next ``kevent()``
-    call, the one that waits.  :meth:`unregister` returns deletes to apply at once.
+    :meth:`register` and :meth:`modify` make no system call: they record the mask, and
+    :meth:`changes` builds the change list that goes into the next ``kevent()`` call,
+    the one that waits.  :meth:`unregister` returns deletes to apply at once.
     :meth:`translate` turns what that ``kevent()`` returned into ``(fd, mask)`` pairs.
+    Masks are :mod:`pike_core.events` bits, and so are the filters a descriptor has in
+    the kernel: ``READ`` for EVFILT_READ, ``WRITE`` for EVFILT_WRITE.
     """
 
     def __init__(self) -> None:
-        self._readers: Set[int] = set()
-        """Registered descriptors: each wants a read filter."""
-        self._writers: Set[int] = set()
-        """Descriptors that want a write event (the core's write interest)."""
-        self._reading: Set[int] = set()
-        """Descriptors whose read filter was handed to the kernel."""
-        self._armed: Set[int] = set()
-        """Descriptors whose one-shot write filter was handed to the kernel, undelivered."""
+        self._wanted: Dict[int, int] = {}
+        """The mask of every registered descriptor: the filters it should have."""
+        self._in_kernel: Dict[int, int] = {}
+        """The filters of each descriptor that were handed to the kernel."""
         self._dirty: Dict[int, None] = {}
         """Descriptors to bring in line at the next :meth:`changes` (a dict keeps order)."""
         self._submitted: Dict[Tuple[int, int], int] = {}
         """The flags of the last change list by ``(ident, filter)``, to place its errors."""
 
     def register(self, fd: int, mask: int) -> None:
-        """Watch ``fd`` for reading, and for one write event if ``mask`` has ``WRITE``."""
-        self._readers.add(fd)
+        """Watch ``fd`` for the events of ``mask``, from the next :meth:`changes` on.
+
+        :raises ValueError: ``mask`` is empty or has bits beyond :data:`SUPPORTED`.
+        """
         self.modify(fd, mask)
 
     def modify(self, fd: int, mask: int) -> None:
-        """Want one write event for ``fd`` if ``mask`` has ``WRITE``, else none."""
-        if mask & events.WRITE:
-            self._writers.add(fd)
-        else:
-            self._writers.discard(fd)
+        """Watch ``fd`` for the events of ``mask`` instead, from the next :meth:`changes` on.
+
+        :raises ValueError: ``mask`` is empty or has bits beyond :data:`SUPPORTED`.
+        """
+        if not mask or mask & ~SUPPORTED:
+            raise ValueError(
+                f"kqueue cannot watch descriptor {fd} for mask {mask:#x}: give a non-empty "
+                f"mask of READ ({events.READ:#x}) and WRITE ({events.WRITE:#x}) only; "
+                "kqueue reports no PRIORITY here"
+            )
+        self._wanted[fd] = mask
         self._dirty[fd] = None
 
     def unregister(self, fd: int) -> List[Change]:
@@ -138,35 +157,28 @@ class Interest:
         :returns: the deletes to apply now, while ``fd`` is open.  Waiting for the next
             ``kevent()`` would let a new socket take the number first, and its add would
             share the (ident, filter) pair of the old socket's delete; and a socket left
-            open after this would keep waking every wait with its read filter.
+            open after this would keep waking every wait with its filters.
         """
-        self._readers.discard(fd)
-        self._writers.discard(fd)
+        self._wanted.pop(fd, None)
         self._dirty.pop(fd, None)
-        deletes: List[Change] = []
-        if fd in self._reading:
-            self._reading.discard(fd)
-            deletes.append((fd, FILTER_READ, EV_DELETE))
-        if fd in self._armed:
-            self._armed.discard(fd)
-            deletes.append((fd, FILTER_WRITE, EV_DELETE))
-        return deletes
+        in_kernel = self._in_kernel.pop(fd, 0)
+        return [(fd, filt, EV_DELETE) for bit, filt in _FILTERS if in_kernel & bit]
 
     def changes(self) -> List[Change]:
         """The change list for the next ``kevent()`` call; from now on the kernel is
         taken to hold it (every change is applied before the call waits)."""
         changes: List[Change] = []
+        wanted = self._wanted
+        in_kernel = self._in_kernel
         for fd in self._dirty:
-            if fd in self._readers and fd not in self._reading:
-                self._reading.add(fd)
-                changes.append((fd, FILTER_READ, EV_ADD))
-            if fd in self._writers:
-                if fd not in self._armed:
-                    self._armed.add(fd)
-                    changes.append((fd, FILTER_WRITE, EV_ADD | EV_ONESHOT))
-            elif fd in self._armed:
-                self._armed.discard(fd)
-                changes.append((fd, FILTER_WRITE, EV_DELETE))
+            want = wanted[fd]
+            had = in_kernel.get(fd, 0)
+            for bit, filt in _FILTERS:
+                if want & bit and not had & bit:
+                    changes.append((fd, filt, EV_ADD))
+                elif had & bit and not want & bit:
+                    changes.append((fd, filt, EV_DELETE))
+            in_kernel[fd] = want
         self._dirty.clear()
         self._submitted = {(fd, filt): flags for fd, filt, flags in changes}
         return changes
@@ -176,7 +188,7 @@ class Interest:
         for an error per change, and for both filters of every descriptor up to
         :data:`MAX_EVENTS`.  Never 0, which would make ``kevent()`` return at once "even
         if there is a timeout specified" (kqueue(2), DESCRIPTION)."""
-        return max(1, min(2 * len(self._readers), MAX_EVENTS)) + changes
+        return max(1, min(2 * len(self._wanted), MAX_EVENTS)) + changes
 
     def translate(self, received: Iterable[Kevent]) -> List[Tuple[int, int]]:
         """Turn what ``kevent()`` returned after :meth:`changes` into ``(fd, mask)``
@@ -186,13 +198,8 @@ class Interest:
             fd = kev.ident
             if kev.flags & EV_ERROR:
                 mask = self._refused(fd, kev.filter, kev.data)
-            elif kev.filter == FILTER_WRITE:
-                # EV_ONESHOT: delivering it deleted it; arm it again if still wanted.
-                self._armed.discard(fd)
-                self._dirty[fd] = None
-                mask = events.WRITE | _socket_error(kev)
             else:
-                mask = events.READ | _socket_error(kev)
+                mask = (events.WRITE if kev.filter == FILTER_WRITE else events.READ) | _socket_error(kev)
             if mask:
                 masks[fd] = masks.get(fd, 0) | mask
         self._submitted = {}
@@ -206,8 +213,8 @@ class Interest:
                 return 0  # gone already, as the delete wanted
         elif err == errno.EPIPE:
             return 0  # older macOS: added all the same
-        else:
-            (self._armed if filt == FILTER_WRITE else self._reading).discard(fd)
+        elif fd in self._in_kernel:
+            self._in_kernel[fd] &= ~(events.WRITE if filt == FILTER_WRITE else events.READ)
         return events.INVALID if err == errno.EBADF else events.ERROR
 
 

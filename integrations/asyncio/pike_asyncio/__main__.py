@@ -9,8 +9,7 @@ import sys
 from typing import Optional, Sequence
 
 from pike_core import BackendError
-from pike_core.cli import cmd_list
-from pike_core.discovery import ENV_VAR, registry
+from pike_core.cli import add_poller_option, choose, cmd_list
 
 from .loop import PIPES_ON_WINDOWS, run
 
@@ -34,15 +33,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         description="List pike-core's backends, say which one pike_asyncio.run() and "
         "PikeEventLoopPolicy() would wait on and why, and run a loop on it once.",
     )
-    parser.add_argument(
-        "--poller", metavar="NAME", help=f"backend to use (default: {ENV_VAR}, else the best usable)"
-    )
+    add_poller_option(parser)
     args = parser.parse_args(argv)
-    status = cmd_list(args)
+    status = cmd_list(args.poller)
     if status:
         return status
     try:
-        choice = registry.choose([args.poller], "--poller") if args.poller else registry.choose()
+        choice = choose(args.poller)
         run(_round_trip(), backend=choice.backend.name)
     except BackendError as exc:
         print(f"pike_asyncio: {exc}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """The Python echo servers the benchmark compares, each run as its own process.
 
-``python -m pike_core.bench.servers KIND [--backend NAME] [--port P]`` prints ``PORT <n>``
+``python -m pike_bench.servers KIND [--backend NAME] [--port P]`` prints ``PORT <n>``
 once listening and serves until killed (SIGTERM's default action ends it; no handler is
 installed, so none runs inside the measured loop).  KIND is
 
@@ -127,7 +127,7 @@ def raise_fd_limit() -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pike_core.bench.servers", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m pike_bench.servers", description=__doc__)
     parser.add_argument("kind", choices=["pike", "pike-own-loop", "pike-asyncio", "asyncio", "uvloop"])
     parser.add_argument("--backend", help="pike backend name (pike kinds only)")
     parser.add_argument("--port", type=int, default=0)

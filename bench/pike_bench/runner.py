@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
 
+from pike_core.commands import non_negative_float, positive_float, positive_int
 from pike_core.discovery import available_backends, registry
 
 from . import cbuild
@@ -35,8 +36,6 @@ NOISE_RETRIES = 3
 QUIET_WAIT = 3.0
 IDLE_CONNECTIONS = 5000
 SMOKE_IDLE_CONNECTIONS = 50
-_TICK = os.sysconf("SC_CLK_TCK")
-_PAGE_KIB = os.sysconf("SC_PAGE_SIZE") / 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,11 +114,18 @@ def machine_info() -> Dict[str, str]:
     }
 
 
+def _ticks_per_second() -> int:
+    # Asked when measuring, not at import: os.sysconf is POSIX only, and `pike-core` imports
+    # this module to build its parser on every platform.
+    return os.sysconf("SC_CLK_TCK")
+
+
 def _proc_times(pid: int) -> Tuple[float, float]:
     """Seconds of CPU process ``pid`` has used in user space and in the kernel."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) / _TICK, int(fields[12]) / _TICK
+    tick = _ticks_per_second()
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def _proc_cpu(pid: int) -> float:
@@ -131,7 +137,7 @@ def _busy() -> float:
     """Seconds of CPU the whole machine has used (all but idle and iowait)."""
     with open("/proc/stat") as f:
         ticks = [int(v) for v in f.readline().split()[1:9]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / _TICK
+    return (sum(ticks) - ticks[3] - ticks[4]) / _ticks_per_second()
 
 
 def _status_kib(pid: int, field: str) -> float:
@@ -169,7 +175,7 @@ def _cores() -> Tuple[Optional[int], Optional[int]]:
 def find_servers(echo_server: Path) -> List[Server]:
     """The C reference, pike on every usable backend (plus the first one on a loop of
     its own), asyncio, asyncio on pike-asyncio's loop and uvloop when they are installed."""
-    python = (sys.executable, "-m", "pike_core.bench.servers")
+    python = (sys.executable, "-m", "pike_bench.servers")
     servers = [Server("c", "C epoll (reference)", (str(echo_server),))]
     usable = [s for s in available_backends() if s.usable]
     best = registry.choose().backend.name
@@ -498,18 +504,25 @@ def add_arguments(parser: Any) -> None:
         action="store_true",
         help="tiny durations: proves every server and workload work, judges nothing",
     )
-    parser.add_argument("--runs", type=int, default=5, help="interleaved repetitions (default 5)")
-    parser.add_argument("--seconds", type=float, default=1.0, help="measured seconds per run (default 1)")
-    parser.add_argument("--warmup", type=float, default=0.3, help="uncounted warm-up per run (default 0.3)")
+    parser.add_argument("--runs", type=positive_int, default=5, help="interleaved repetitions (default 5)")
     parser.add_argument(
-        "--idle", type=int, default=IDLE_CONNECTIONS, help=f"idle connections (default {IDLE_CONNECTIONS})"
+        "--seconds", type=positive_float, default=1.0, help="measured seconds per run (default 1)"
+    )
+    parser.add_argument(
+        "--warmup", type=non_negative_float, default=0.3, help="uncounted warm-up per run (default 0.3)"
+    )
+    parser.add_argument(
+        "--idle",
+        type=positive_int,
+        default=IDLE_CONNECTIONS,
+        help=f"idle connections (default {IDLE_CONNECTIONS})",
     )
     parser.add_argument("--workloads", help=f"comma-separated subset of: {keys}")
     parser.add_argument("--servers", help="comma-separated subset of the server keys (see the table)")
     parser.add_argument("--out", type=Path, help=f"results folder (default {default_out()})")
     parser.add_argument(
         "--budget",
-        type=float,
+        type=positive_float,
         default=540.0,
         help="seconds the whole run may take; noisy runs are repeated only while it allows (default 540)",
     )
@@ -528,8 +541,6 @@ def config_from(args: Any) -> Config:
     if args.smoke:
         out = args.out or default_out() / "smoke"
         return Config(1, 0.05, 0.0, SMOKE_IDLE_CONNECTIONS, out, True, args.budget, workloads, servers)
-    if args.runs < 1 or args.seconds <= 0 or args.warmup < 0 or args.idle < 1:
-        raise ValueError("--runs and --idle must be >= 1, --seconds > 0, --warmup >= 0")
     out = args.out or default_out()
     return Config(
         args.runs, args.seconds, args.warmup, args.idle, out, False, args.budget, workloads, servers

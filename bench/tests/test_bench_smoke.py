@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from pike_core.bench import cbuild
+from pike_bench import cbuild
 
 pytestmark = [
     pytest.mark.skipif(

@@ -1,0 +1,198 @@
+"""Flow control and what the OS is asked to watch: pause_reading() / resume_reading(),
+Poller.pause() / resume(), and one interest change per write event at most."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from pike_core import Poller
+
+from .support import Recorder, connected_pair, counted, drain_into, idle_cost, run_until
+
+
+def _small_send_buffer(sock: socket.socket) -> None:
+    """So that a large write takes many write events (the peer's receive buffer stays
+    as it is: a small window would wait on delayed acknowledgements)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+
+
+def test_a_paused_transport_costs_nothing_while_data_waits_and_its_writes_drain(poller: Poller) -> None:
+    a, b = connected_pair()
+    t = Recorder(poller, a)
+    t.write_limit = 16 << 20
+    t.pause_reading()
+    assert not t.is_reading()
+    b.sendall(b"unread " * 1000)
+    payload = os.urandom(4 << 20)
+    t.write(payload)
+    for _ in range(3):
+        poller.poll(0.01)
+    assert t.write_buffer_size > 0, "the peer reads nothing yet, so some bytes must wait"
+    # Watched for writing only: the unread data must not wake the loop.
+    waits, cpu = idle_cost(poller)
+    assert waits <= 2, f"{waits} waits in 0.5 s with unread data and writes waiting"
+    assert cpu < 0.05, f"{cpu:.2f} s of CPU in 0.5 s with unread data and writes waiting"
+    got = bytearray()
+
+    def peer_has_it_all() -> bool:
+        drain_into(b, got)
+        return len(got) >= len(payload)
+
+    run_until(poller, peer_has_it_all, what="our writes to drain while reading is paused")
+    assert bytes(got) == payload
+    assert t.calls == [], "a paused transport got callbacks"
+    # Not watched at all now.
+    waits, cpu = idle_cost(poller)
+    assert waits <= 2, f"{waits} waits in 0.5 s with unread data on a paused transport"
+    assert cpu < 0.1, f"{cpu:.2f} s of CPU in 0.5 s with unread data on a paused transport"
+    assert t.calls == []
+    t.resume_reading()
+    assert t.is_reading()
+    run_until(poller, lambda: len(t.received) == 7000, what="the data that waited")
+    t.close()
+    b.close()
+
+
+def test_pause_reading_of_a_listener_stops_accepting_until_resumed(poller: Poller) -> None:
+    from .support import Listener
+
+    server = Listener(poller, Recorder)
+    server.pause_reading()
+    client = socket.create_connection(server.addr)
+    for _ in range(10):
+        poller.poll(0.01)
+    assert server.accepted == []
+    server.resume_reading()
+    run_until(poller, lambda: server.accepted, what="the accept after resume_reading")
+    client.close()
+
+
+class PausesInRead(Recorder):
+    """Pauses itself (the way ``how`` names) from handle_read, once."""
+
+    how = "pause_reading"
+
+    def handle_read(self) -> None:
+        super().handle_read()
+        if self.count("read") == 1:
+            if self.how == "pause_reading":
+                self.pause_reading()
+            else:
+                self.poller.pause(self)
+
+
+@pytest.mark.parametrize("how", ["pause_reading", "poller.pause"])
+def test_pausing_inside_handle_read_while_a_write_is_pending(poller: Poller, how: str) -> None:
+    a, b = connected_pair()
+    t = PausesInRead(poller, a)
+    t.how = how
+    t.read_size = 4
+    poller.defer_write(t)
+    b.sendall(b"12345678")
+    # One event carrying READ and WRITE: the pause comes between the two callbacks.
+    run_until(poller, lambda: t.calls, what="the first callback")
+    for _ in range(10):
+        poller.poll(0.01)
+    assert t.errors == []
+    assert t.count("read") == 1
+    if how == "pause_reading":
+        # Writes are not paused: the write asked for still comes, once.
+        assert t.calls == ["read", "write"]
+        t.resume_reading()
+    else:
+        # The poller's pause holds everything, the promised write included.
+        assert t.calls == ["read"]
+        poller.resume(t)
+    run_until(poller, lambda: bytes(t.received) == b"12345678", what="the rest after resuming")
+    assert t.count("write") == 1
+    poller.defer_write(t)
+    run_until(poller, lambda: t.count("write") == 2, what="a write asked for after resuming")
+    assert t.errors == []
+    t.close()
+    b.close()
+
+
+def test_one_interest_change_per_write_event_at_most(poller: Poller) -> None:
+    counting, counts = counted(poller)
+    try:
+        a, b = connected_pair()
+        _small_send_buffer(a)
+        t = Recorder(counting, a)
+        t.write_limit = 4 << 20
+        payload = os.urandom(2 << 20)
+        t.write(payload)
+        got = bytearray()
+
+        def drained() -> bool:
+            drain_into(b, got)
+            return t.write_buffer_size == 0 and len(got) == len(payload)
+
+        run_until(counting, drained, timeout=60, what="2 MiB through small buffers")
+        assert bytes(got) == payload
+        fd = t.fileno()
+        write_events = counts.write_events[fd]
+        changes = counts.calls["modify", fd] + counts.calls["unregister", fd]
+        assert write_events > 10, f"only {write_events} write events: the buffers were not small"
+        assert changes <= write_events, f"{changes} interest changes for {write_events} write events"
+        t.close()
+        b.close()
+    finally:
+        counting.close()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: __import__("array").array("i", range(300_000)),
+        lambda: memoryview(bytearray(os.urandom(1 << 20))).cast("Q"),
+        lambda: memoryview(bytearray(os.urandom(600 * 1000))).cast("B", [600, 1000]),
+        lambda: bytearray(os.urandom(1 << 20)),
+    ],
+    ids=["array-i", "memoryview-Q", "memoryview-2d", "bytearray"],
+)
+def test_write_takes_any_contiguous_bytes_like_object_byte_for_byte(poller: Poller, make: object) -> None:
+    data = make()  # type: ignore[operator]
+    expected = bytes(memoryview(data).cast("B"))
+    a, b = connected_pair()
+    _small_send_buffer(a)
+    t = Recorder(poller, a)
+    t.write_limit = 4 << 20
+    t.write(data)
+    assert t.write_buffer_size > 0, "all sent at once: the partial-send path was not taken"
+    got = bytearray()
+
+    def all_there() -> bool:
+        drain_into(b, got)
+        return len(got) >= len(expected)
+
+    run_until(poller, all_there, timeout=60, what=f"{len(expected)} bytes")
+    assert len(got) == len(expected)
+    assert bytes(got) == expected
+    t.close()
+    b.close()
+
+
+def test_write_of_a_non_contiguous_object_is_a_clear_error(poller: Poller) -> None:
+    a, b = connected_pair()
+    t = Recorder(poller, a)
+    strided = memoryview(bytearray(100))[::2]
+    with pytest.raises(TypeError, match="C-contiguous"):
+        t.write(strided)
+    assert t.write_buffer_size == 0
+    t.close()
+    b.close()
+
+
+def test_write_larger_than_the_limit_says_the_limit(poller: Poller) -> None:
+    from pike_core import WriteBufferFullError
+
+    a, b = connected_pair()
+    t = Recorder(poller, a)
+    t.write_limit = 1000
+    with pytest.raises(WriteBufferFullError, match=r"more than write_limit \(1000 bytes\)"):
+        t.write(b"x" * 1001)
+    t.close()
+    b.close()

@@ -46,7 +46,7 @@ def _library(name: str) -> Any:
     try:
         return importlib.import_module(name)
     except ImportError as exc:
-        pytest.skip(f"{name} is not installed here ({exc}); it is in pike-core's dev and test extras")
+        pytest.skip(f"{name} is not installed here ({exc}); requirements/test.txt installs it")
 
 
 @pytest.fixture

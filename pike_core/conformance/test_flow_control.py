@@ -10,7 +10,15 @@ import pytest
 
 from pike_core import Poller
 
-from .support import Recorder, connected_pair, counted, drain_into, idle_cost, run_until
+from .support import (
+    Recorder,
+    assert_quiet_while_writes_wait,
+    connected_pair,
+    counted,
+    idle_cost,
+    read_until,
+    run_until,
+)
 
 
 def _small_send_buffer(sock: socket.socket) -> None:
@@ -28,21 +36,10 @@ def test_a_paused_transport_costs_nothing_while_data_waits_and_its_writes_drain(
     b.sendall(b"unread " * 1000)
     payload = os.urandom(4 << 20)
     t.write(payload)
-    for _ in range(3):
-        poller.poll(0.01)
-    assert t.write_buffer_size > 0, "the peer reads nothing yet, so some bytes must wait"
     # Watched for writing only: the unread data must not wake the loop.
-    waits, cpu = idle_cost(poller)
-    assert waits <= 2, f"{waits} waits in 0.5 s with unread data and writes waiting"
-    assert cpu < 0.05, f"{cpu:.2f} s of CPU in 0.5 s with unread data and writes waiting"
-    got = bytearray()
-
-    def peer_has_it_all() -> bool:
-        drain_into(b, got)
-        return len(got) >= len(payload)
-
-    run_until(poller, peer_has_it_all, what="our writes to drain while reading is paused")
-    assert bytes(got) == payload
+    assert_quiet_while_writes_wait(poller, t, "with unread data")
+    got = read_until(poller, b, len(payload), "our writes to drain while reading is paused")
+    assert got == payload
     assert t.calls == [], "a paused transport got callbacks"
     # Not watched at all now.
     waits, cpu = idle_cost(poller)
@@ -124,14 +121,9 @@ def test_one_interest_change_per_write_event_at_most(poller: Poller) -> None:
         t.write_limit = 4 << 20
         payload = os.urandom(2 << 20)
         t.write(payload)
-        got = bytearray()
-
-        def drained() -> bool:
-            drain_into(b, got)
-            return t.write_buffer_size == 0 and len(got) == len(payload)
-
-        run_until(counting, drained, timeout=60, what="2 MiB through small buffers")
-        assert bytes(got) == payload
+        got = read_until(counting, b, len(payload), "2 MiB through small buffers", timeout=60)
+        assert got == payload
+        assert t.write_buffer_size == 0
         fd = t.fileno()
         write_events = counts.write_events[fd]
         changes = counts.calls["modify", fd] + counts.calls["unregister", fd]
@@ -162,15 +154,9 @@ def test_write_takes_any_contiguous_bytes_like_object_byte_for_byte(poller: Poll
     t.write_limit = 4 << 20
     t.write(data)
     assert t.write_buffer_size > 0, "all sent at once: the partial-send path was not taken"
-    got = bytearray()
-
-    def all_there() -> bool:
-        drain_into(b, got)
-        return len(got) >= len(expected)
-
-    run_until(poller, all_there, timeout=60, what=f"{len(expected)} bytes")
+    got = read_until(poller, b, len(expected), f"{len(expected)} bytes", timeout=60)
     assert len(got) == len(expected)
-    assert bytes(got) == expected
+    assert got == expected
     t.close()
     b.close()
 

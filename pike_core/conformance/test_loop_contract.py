@@ -17,7 +17,7 @@ import pytest
 
 from pike_core import MAX_WAIT, BackendStatus, Poller, Transport, new_poller
 
-from .support import DEADLINE, Recorder, WaitLog, connected_pair, run_until, waits_while_idle
+from .support import DEADLINE, Recorder, WaitLog, connected_pair, waits_while_idle
 
 DAY = 86400.0
 
@@ -181,48 +181,7 @@ def test_nested_poll_and_loop_from_callbacks(poller: Poller) -> None:
     assert sorted(ran) == ["a", "b", "c", "outer", "timer"]
 
 
-class Reuser(Recorder):
-    """On its first read: closes ``victim``, puts a new transport on the victim's number,
-    and polls from inside the callback (as pike-smb2's Future.wait() does)."""
-
-    victim: Optional[Recorder] = None
-    newcomers: List[Recorder]
-
-    def handle_read(self) -> None:
-        super().handle_read()
-        victim = self.victim
-        if victim is None or victim.calls:
-            return
-        number = victim.fileno()
-        victim.close()
-        fresh, self.peer = socket.socketpair()
-        if self.peer.fileno() == number:
-            fresh, self.peer = self.peer, fresh
-        if fresh.fileno() != number:
-            os.dup2(fresh.fileno(), number)
-            fresh.close()
-            fresh = socket.socket(fileno=number)
-        self.newcomers.append(Recorder(self.poller, fresh))
-        self.poller.poll(0)
-
-
-def test_a_nested_poll_keeps_a_reused_number_from_the_old_owners_event(poller: Poller) -> None:
-    a1, b1 = connected_pair()
-    a2, b2 = connected_pair()
-    first, second = Reuser(poller, a1), Reuser(poller, a2)
-    newcomers: List[Recorder] = []
-    first.newcomers = second.newcomers = newcomers
-    first.victim, second.victim = second, first
-    b1.send(b"1")
-    b2.send(b"2")
-    run_until(poller, lambda: newcomers, what="the descriptor to be reused")
-    for _ in range(5):
-        poller.poll(0.01)
-    assert newcomers[0].calls == [], "the old owner's event reached the new transport"
-    for t in (first, second, *newcomers):
-        t.close()
-    for s in (b1, b2):
-        s.close()
+# A reused number under a nested poll: test_dispatch.py, test_descriptor_reused_in_one_batch.
 
 
 # --- 5: other threads ---------------------------------------------------------------

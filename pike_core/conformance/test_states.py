@@ -18,9 +18,10 @@ from pike_core import Poller, RegistrationError, State, Transport
 from .support import (
     Listener,
     Recorder,
+    assert_quiet_while_writes_wait,
     connected_pair,
-    drain_into,
-    idle_cost,
+    read_to_end,
+    read_until,
     run_until,
     waits_while_idle,
 )
@@ -222,21 +223,9 @@ def test_after_end_of_stream_a_transport_kept_open_costs_nothing_and_can_still_w
     t.write_limit = 64 << 20
     reply = os.urandom(4 << 20)
     t.write(reply)
-    for _ in range(3):
-        poller.poll(0.01)
-    assert t.write_buffer_size > 0, "the peer reads nothing yet, so some bytes must wait"
-    waits, cpu = idle_cost(poller)
-    assert waits <= 2, f"{waits} waits in 0.5 s after end of stream, writes waiting"
-    assert cpu < 0.05, f"{cpu:.2f} s of CPU in 0.5 s after end of stream, writes waiting"
+    assert_quiet_while_writes_wait(poller, t, "after end of stream")
     b.setblocking(False)
-    got = bytearray()
-
-    def peer_has_the_reply() -> bool:
-        drain_into(b, got)
-        return len(got) >= len(reply)
-
-    run_until(poller, peer_has_the_reply, what="the long reply after end of stream")
-    assert bytes(got) == reply
+    assert read_until(poller, b, len(reply), "the long reply after end of stream") == reply
     assert t.count("read") == reads
     assert bytes(t.received) == b"question"
     assert t.count("close") == 1
@@ -254,19 +243,8 @@ def test_shutdown_with_writes_buffered_sends_them_first_and_the_peer_can_reply(p
     t.shutdown(socket.SHUT_WR)
     with pytest.raises(BrokenPipeError, match="after shutdown"):
         t.write(b"too late")
-    got = bytearray()
     b.setblocking(False)
-
-    def peer_reads_to_the_end() -> bool:
-        try:
-            data = b.recv(1 << 20)
-        except BlockingIOError:
-            return False
-        got.extend(data)
-        return not data
-
-    run_until(poller, peer_reads_to_the_end, what="every buffered byte, then the FIN")
-    assert bytes(got) == payload
+    assert read_to_end(poller, b, "every buffered byte, then the FIN") == payload
     b.sendall(b"reply")
     run_until(poller, lambda: bytes(t.received) == b"reply", what="the reply after our shutdown")
     assert t.calls.count("close") == 0, "handle_close for a peer that is alive"
@@ -407,35 +385,50 @@ def test_unix_connect_made_at_once_reports_through_the_poller(poller: Poller, tm
     run_until(poller, lambda: server.accepted, what="the server's side of it")
 
 
-def _fill_unix_backlog(path: str) -> List[socket.socket]:
-    """Connects to the AF_UNIX listener at ``path`` until its backlog is full."""
-    fillers: List[socket.socket] = []
-    while True:
-        s = socket.socket(socket.AF_UNIX)
-        s.setblocking(False)
-        try:
-            s.connect(path)
-        except BlockingIOError:
+class FullBacklog:
+    """An AF_UNIX listener at ``path`` whose backlog is full (Linux then answers a
+    non-blocking connect with EAGAIN), and a client transport connecting to it."""
+
+    def __init__(self, poller: Poller, path: str) -> None:
+        self.path = path
+        self.listener = socket.socket(socket.AF_UNIX)
+        self.listener.bind(path)
+        self.listener.listen(1)
+        self.fillers: List[socket.socket] = []
+        while True:
+            s = socket.socket(socket.AF_UNIX)
+            s.setblocking(False)
+            try:
+                s.connect(path)
+            except BlockingIOError:
+                s.close()
+                break
+            self.fillers.append(s)
+            if len(self.fillers) > 1000:
+                self.close()
+                pytest.skip("this OS never refuses an AF_UNIX connect for a full backlog")
+        self.client = Recorder(poller)
+        self.client.create_socket(socket.AF_UNIX)
+        self.client.connect(path)
+
+    def close(self) -> None:
+        for s in self.fillers:
             s.close()
-            return fillers
-        fillers.append(s)
-        if len(fillers) > 1000:
-            pytest.skip("this OS never refuses an AF_UNIX connect for a full backlog")
+        self.listener.close()
+
+
+needs_full_backlog = pytest.mark.skipif(
+    sys.platform != "linux", reason="Linux answers a full AF_UNIX backlog with EAGAIN"
+)
 
 
 @needs_af_unix
-@pytest.mark.skipif(sys.platform != "linux", reason="Linux answers a full AF_UNIX backlog with EAGAIN")
+@needs_full_backlog
 def test_unix_connect_to_a_full_backlog_waits_without_spinning_then_connects(
     poller: Poller, tmp_path: object
 ) -> None:
-    path = f"{tmp_path}/full.sock"
-    raw = socket.socket(socket.AF_UNIX)
-    raw.bind(path)
-    raw.listen(1)
-    fillers = _fill_unix_backlog(path)
-    client = Recorder(poller)
-    client.create_socket(socket.AF_UNIX)
-    client.connect(path)
+    full = FullBacklog(poller, f"{tmp_path}/full.sock")
+    client = full.client
     assert client.state is State.CONNECTING
     cpu = time.process_time()
     waits = waits_while_idle(poller)
@@ -444,37 +437,27 @@ def test_unix_connect_to_a_full_backlog_waits_without_spinning_then_connects(
     assert waits <= 20, f"{waits} waits in 0.5 s while the backlog is full"
     assert cpu < 0.25, f"{cpu:.2f} s of CPU in 0.5 s while the backlog is full"
     assert client.calls == []
-    for _ in fillers:
-        conn, _ = raw.accept()
+    for _ in full.fillers:
+        conn, _ = full.listener.accept()
         conn.close()
     run_until(poller, lambda: client.connected, what="the connect once the backlog has room")
     assert client.calls == ["connect"]
     client.close()
-    for s in fillers:
-        s.close()
-    raw.close()
+    full.close()
 
 
 @needs_af_unix
-@pytest.mark.skipif(sys.platform != "linux", reason="Linux answers a full AF_UNIX backlog with EAGAIN")
+@needs_full_backlog
 def test_unix_connect_to_a_full_backlog_fails_cleanly_when_the_listener_goes(
     poller: Poller, tmp_path: object
 ) -> None:
-    path = f"{tmp_path}/gone.sock"
-    raw = socket.socket(socket.AF_UNIX)
-    raw.bind(path)
-    raw.listen(1)
-    fillers = _fill_unix_backlog(path)
-    client = Recorder(poller)
-    client.create_socket(socket.AF_UNIX)
-    client.connect(path)
-    raw.close()
-    os.unlink(path)
-    run_until(poller, lambda: client.closed, what="the connect to fail")
-    assert client.calls == ["error", "close"]
-    assert isinstance(client.errors[0], OSError)
-    for s in fillers:
-        s.close()
+    full = FullBacklog(poller, f"{tmp_path}/gone.sock")
+    full.listener.close()
+    os.unlink(full.path)
+    run_until(poller, lambda: full.client.closed, what="the connect to fail")
+    assert full.client.calls == ["error", "close"]
+    assert isinstance(full.client.errors[0], OSError)
+    full.close()
 
 
 # --- a failed connect ----------------------------------------------------------------

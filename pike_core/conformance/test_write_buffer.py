@@ -9,7 +9,7 @@ import pytest
 
 from pike_core import Poller, WriteBufferFullError
 
-from .support import Recorder, connected_pair, run_until
+from .support import Recorder, connected_pair, read_to_end, read_until
 
 
 class Writer(Recorder):
@@ -43,21 +43,9 @@ def test_write_is_bounded_and_loses_nothing(poller: Poller) -> None:
     assert answers[0] is True
     assert answers[-1] is False
     assert t.write_buffer_size <= t.write_limit
-    received = hashlib.sha256()
-    got = 0
-
-    def drain_peer() -> bool:
-        nonlocal got
-        while True:
-            try:
-                data = b.recv(1 << 20)
-            except BlockingIOError:
-                return got == accepted_bytes
-            received.update(data)
-            got += len(data)
-
-    run_until(poller, drain_peer, timeout=30, what="every accepted byte to arrive")
-    assert received.digest() == accepted.digest()
+    got = read_until(poller, b, accepted_bytes, "every accepted byte to arrive", timeout=30)
+    assert len(got) == accepted_bytes
+    assert hashlib.sha256(got).digest() == accepted.digest()
     assert t.count("drain") == 1
     assert t.write_buffer_size == 0
     t.close()
@@ -74,19 +62,6 @@ def test_close_when_done_sends_everything_first(poller: Poller) -> None:
     assert t.write_buffer_size > 0
     t.close_when_done()
     assert not t.closed
-    got = bytearray()
-
-    def read_all() -> bool:
-        while True:
-            try:
-                data = b.recv(1 << 20)
-            except BlockingIOError:
-                return False
-            if not data:
-                return True
-            got.extend(data)
-
-    run_until(poller, read_all, timeout=30, what="the buffered bytes, then EOF")
-    assert bytes(got) == payload
+    assert read_to_end(poller, b, "the buffered bytes, then EOF", timeout=30) == payload
     assert t.closed
     b.close()

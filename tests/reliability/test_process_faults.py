@@ -4,18 +4,16 @@ wait, a peer that never reads, and fork() with a poller in use."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
-import traceback
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
 
 from pike_core import BackendStatus, Poller
-from pike_core.conformance.support import Recorder, connected_pair, run_until
+from pike_core.conformance.support import Recorder, connected_pair, in_forked_child, run_until
 
 CHILD = Path(__file__).with_name("child.py")
 CLIENTS = 5
@@ -99,33 +97,21 @@ def test_fork_gives_the_child_its_own_poller_and_leaves_the_parent_alone(poller:
     inherited = Recorder(poller, a)
     c, d = connected_pair()
     quiet = Recorder(poller, c)
-    report_r, report_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through the pipe
-        status = 1
-        try:
-            os.close(report_r)
-            # Through a shared OS object these would remove and change the parent's
-            # interest: the parent would never hear of `inherited` again.
-            inherited.close()
-            poller.defer_write(quiet)
-            mine_a, mine_b = connected_pair()
-            mine = Recorder(poller, mine_a)
-            mine_b.send(b"child")
-            poller.call_soon_threadsafe(lambda: None)
-            run_until(poller, lambda: bytes(mine.received) == b"child", what="the child's own transport")
-            run_until(poller, lambda: "write" in quiet.calls, what="the child's deferred write")
-            poller.close()
-            status = 0
-        except BaseException:
-            os.write(report_w, traceback.format_exc().encode())
-        finally:
-            os._exit(status)
-    os.close(report_w)
-    with os.fdopen(report_r, "rb") as report:
-        problem = report.read().decode()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, f"the child failed:\n{problem}"
+
+    def child() -> None:
+        # Through a shared OS object these would remove and change the parent's
+        # interest: the parent would never hear of `inherited` again.
+        inherited.close()
+        poller.defer_write(quiet)
+        mine_a, mine_b = connected_pair()
+        mine = Recorder(poller, mine_a)
+        mine_b.send(b"child")
+        poller.call_soon_threadsafe(lambda: None)
+        run_until(poller, lambda: bytes(mine.received) == b"child", what="the child's own transport")
+        run_until(poller, lambda: "write" in quiet.calls, what="the child's deferred write")
+        poller.close()
+
+    in_forked_child(child)
     b.send(b"parent")
     run_until(poller, lambda: bytes(inherited.received) == b"parent", what="the parent's transport")
     for _ in range(5):

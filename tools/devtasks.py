@@ -58,6 +58,11 @@ ASYNCORE_TESTS = [
     "tests/compat/test_asyncore_semantics.py",
     "tests/compat/test_asyncore_startup.py",
 ]
+#: pike-asyncio's loop against the built wheels on the edge Pythons: 3.9 runs asyncio.run
+#: through the policy, and the frameworks' newest releases run on 3.13.
+ASYNCIO_TESTS = [
+    f"tests/asyncio_loop/{name}.py" for name in ("test_loop", "test_cpython_selectors", "test_frameworks")
+]
 
 
 def say(message: str) -> None:
@@ -244,6 +249,16 @@ def check_lint(_: Path) -> int:
         # The kqueue module is skipped by a Linux check (its select stubs have no kqueue).
         or run([tools / "mypy", "--platform", "darwin", ROOT / "backends" / "kqueue" / "pike_kqueue"])
         or run([tools / "mypy", "--platform", "win32", ROOT / "backends" / "iocp" / "pike_iocp"])
+        # Silent about pike_core's modules: their POSIX-only parts are checked above.
+        or run(
+            [
+                tools / "mypy",
+                "--platform",
+                "win32",
+                "--follow-imports=silent",
+                ROOT / "integrations" / "asyncio" / "pike_asyncio",
+            ]
+        )
         # The distributions' hook stubs are one file (tests/repository checks): check one.
         or run([tools / "mypy", ROOT / "bench" / "hatch_build.py"])
         or run([tools / "mkdocs", "build", "--strict", "--clean", "--site-dir", site])
@@ -283,7 +298,7 @@ def check_wheels(dist_dir: Path, version: str) -> int:
     ours = [*pip, "--no-index", "--find-links", dist_dir]
     outside = venv  # no clone on sys.path, no pytest configuration of the clone
     # Third-party requirements from the index first; ours only from the built files.
-    wanted = ["pike-core", *release.platform_backends(), "pike-bench", "pike-asyncore-shim"]
+    wanted = ["pike-core", *release.platform_backends(), "pike-bench", "pike-asyncio", "pike-asyncore-shim"]
     third_party = third_party_requirements(dist_dir, wanted)
     status = run([*pip, *third_party, "-r", ROOT / "requirements" / "test.txt"])
     status = status or run([*ours, "pike-core"])
@@ -298,7 +313,7 @@ def check_wheels(dist_dir: Path, version: str) -> int:
     if code != 2 or "pip install pike-bench" not in text:
         print("FAILED: `pike-core demo` without pike-bench did not say to install it")
         return 1
-    status = run([*ours, "pike-bench", "pike-asyncore-shim"])
+    status = run([*ours, "pike-bench", "pike-asyncio", "pike-asyncore-shim"])
     if status:
         return status
     code, text = output([bindir / "pike-core", "--version"], outside)
@@ -317,7 +332,7 @@ def check_wheels(dist_dir: Path, version: str) -> int:
             + (["--pike-poller", ",".join(backends)] if backends else []),
             outside,
         )
-        or run([*pytest, *ASYNCORE_TESTS])
+        or run([*pytest, *ASYNCORE_TESTS, *ASYNCIO_TESTS])
     )
 
 

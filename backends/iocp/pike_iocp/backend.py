@@ -517,8 +517,16 @@ class IocpBackend(Backend):
             else:
                 wait = min(math.ceil(max(deadline - clock(), 0.0) * 1000), _overlapped.INFINITE - 1)
             woken = False
-            for address, error in self._dequeue(wait):
-                woken = self._complete(address, error, ready) or woken
+            taken = self._dequeue(wait)
+            while True:
+                for address, error in taken:
+                    woken = self._complete(address, error, ready) or woken
+                if len(taken) < _ENTRIES:
+                    break
+                # A full batch: more completions may be queued.  Take them now, without
+                # waiting, so one wait reports every ready socket (a selectors caller
+                # expects that of select()).
+                taken = self._dequeue(0)
             # Only cancelled or stale operations came back: keep waiting, re-armed.
             if ready or woken or (deadline is not None and clock() >= deadline):
                 return ready.items()

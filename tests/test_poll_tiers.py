@@ -387,9 +387,23 @@ def pike_poller() -> Iterator[Poller]:
         instance.close()
 
 
-_SUITE = ("bad_input", "connect", "data", "dispatch", "faults", "lifecycle", "loop", "write_buffer")
+_SUITE = (
+    "bad_input",
+    "connect",
+    "data",
+    "dispatch",
+    "faults",
+    "flow_control",
+    "lifecycle",
+    "loop",
+    "loop_contract",
+    "states",
+    "write_buffer",
+)
 _modules = {name: importlib.import_module(f"pike_core.conformance.test_{name}") for name in _SUITE}
+# The suite modules' own fixtures, for the tests re-exported below.
 world = _modules["bad_input"].world
+held = _modules["states"].held
 
 for _suite_name, _module in _modules.items():
     for _name, _test in list(vars(_module).items()):

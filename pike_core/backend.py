@@ -74,6 +74,11 @@ class Backend(abc.ABC):
         :param mask: a non-empty subset of :attr:`supported`.
         :raises CapacityError: this mechanism cannot watch ``fd`` (a limit on the number
             or count of descriptors); raise it with ``transport=None``.
+        :raises PermissionError: this mechanism does not watch ``fd`` because it is
+            always ready: epoll's ``EPERM`` for a regular file or a directory.  The core
+            then reports ``fd`` ready for the ``READ`` and ``WRITE`` it wants at every
+            wait, without a backend call, as ``poll()`` and ``select()`` report such a
+            descriptor.
         :raises OSError: the OS refused.
         """
 

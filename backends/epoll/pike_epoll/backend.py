@@ -17,6 +17,10 @@ without being unregistered is dropped by the kernel on its own, which is why
 ``unregister`` accepts "not there" (ENOENT, EBADF) as already done.  The epoll
 descriptor is close-on-exec; after ``fork()`` the child shares it with the parent, so the
 core gives the child a new one (the default :meth:`~pike_core.Backend.after_fork`).
+
+epoll refuses a regular file or a directory with ``EPERM`` (``PermissionError``): such a
+descriptor is always ready, and the core, told so by the Backend contract, reports it
+ready at every wait itself, as poll(2) and select(2) would.
 """
 
 from __future__ import annotations

@@ -106,7 +106,10 @@ class Backend(abc.ABC):
         :returns: a sized collection (list, tuple, ``dict.items()``) of ``(fd, mask)``
             pairs, at most one per descriptor.  ``mask`` holds the events asked for that
             hold now, and ``ERROR``, ``HANGUP`` and ``INVALID`` whenever they hold, asked
-            or not (see :mod:`pike_core.events`).
+            or not (see :mod:`pike_core.events`).  A mechanism that cannot tell a hang-up
+            or an error from readiness (kqueue's ``EV_EOF``, AFD's disconnect) reports
+            them as ``READ``; one that tells them declares the ``"hangup"`` capability
+            (:class:`~pike_core.BackendSpec`).
         :raises OSError: the wait failed for the whole mechanism.  A failure that
             concerns one descriptor (for example ``select()`` meeting a closed one) is
             reported as that descriptor's ``INVALID`` instead, so the others are served.

@@ -19,7 +19,11 @@ class BackendSpec:
         The module is imported only when the backend is checked or used, and raises
         ``ImportError`` (with a message saying why) where it cannot run.
     :param priority: the higher, the more preferred when nothing was asked for.
-    :param capabilities: optional features (``"af_unix"``, ``"many_fds"``, ...).
+    :param capabilities: optional features: ``"many_fds"`` (no limit on descriptor
+        numbers or counts short of the process's), ``"hangup"`` (``HANGUP`` and
+        ``ERROR`` are reported as ``poll()`` reports them, also alongside ``READ``; a
+        backend without it may report a hang-up as ``READ`` alone), others of the
+        plugin's own.
     :param summary: one line for listings.
     """
 

@@ -56,16 +56,20 @@ pike-core's rules hold where asyncore did not say or was wrong:
 
 * An event for a descriptor whose dispatcher closed earlier in the same pass, or whose
   number a new dispatcher took since, is dropped instead of reaching the newcomer.
-* ``dispatcher.__getattr__`` forwards unknown attributes to the socket with a
-  ``DeprecationWarning``, as asyncore did up to Python 3.5 (3.6 to 3.11 had none), for
-  old code that calls ``self.getsockname()`` and the like.
 * A change of interest made from another thread (a ``send`` of ``dispatcher_with_send``)
   wakes the wait, which the stdlib left blocked until its timeout ran out.
-* A descriptor the backend cannot watch (``PIKE_POLLER=select`` beyond ``FD_SETSIZE``,
-  epoll and a regular file) fails that one dispatcher through its ``handle_error``,
-  where ``select()`` failed the whole loop.
+* A descriptor the backend cannot watch (``PIKE_POLLER=select`` beyond ``FD_SETSIZE``)
+  fails that one dispatcher through its ``handle_error``, where ``select()`` failed the
+  whole loop.  A regular file, which epoll refuses, is always ready on every backend, as
+  ``select()`` and ``poll()`` say.
 * Out-of-band data (``POLLPRI``) is reported by backends that declare the ``PRIORITY``
-  event (select, poll, epoll); on the others it is not.
+  event in ``Backend.supported`` (select, poll, epoll); on the others it is not.  The
+  ``poll2`` flavour's ``POLLHUP`` (a hang-up closes after the first read, data left
+  unread or not) comes from backends with the ``hangup`` capability (select where
+  Python has ``poll()``, poll, epoll); on the others a hang-up is read to its end.
+
+Imported as ``asyncore`` (through the shim), its classes carry that module name, so
+``repr()`` of a dispatcher and the log lines that show one say ``asyncore.dispatcher``.
 """
 
 from __future__ import annotations
@@ -533,23 +537,6 @@ class dispatcher:
                 status.append(repr(self.addr))
         return f"<{' '.join(status)} at {id(self):#x}>"
 
-    def __getattr__(self, attr: str) -> Any:
-        # asyncore before Python 3.6 forwarded unknown attributes to the socket (3.4 and
-        # 3.5 with a DeprecationWarning); old code still calls self.getsockname() & co.
-        sock = None if attr.startswith("__") else self.__dict__.get("socket")
-        try:
-            if sock is None:
-                raise AttributeError(attr)
-            value = getattr(sock, attr)
-        except AttributeError:
-            raise AttributeError(f"{type(self).__name__} instance has no attribute {attr!r}") from None
-        warnings.warn(
-            f"{type(self).__name__}.{attr} is deprecated; use {type(self).__name__}.socket.{attr} instead",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return value
-
     # --- the map ----------------------------------------------------------------------
 
     def add_channel(self, map: Optional[Dict[int, Any]] = None) -> None:  # noqa: A002
@@ -908,3 +895,14 @@ if os.name == "posix":
             self.add_channel()
 
     __all__ += ["file_dispatcher", "file_wrapper"]
+
+
+def _imported_as(name: str) -> None:
+    """Give this module's classes the module name ``name``: the pike-asyncore-shim calls
+    it with ``"asyncore"`` when ``import asyncore`` gives this module, so that ``repr()``
+    of a dispatcher, and the log lines that show one, say ``asyncore.dispatcher`` as the
+    stdlib's did."""
+    for public in __all__:
+        value = globals()[public]
+        if isinstance(value, type):
+            value.__module__ = name

@@ -23,6 +23,7 @@ from typing import (
     Deque,
     Dict,
     Final,
+    FrozenSet,
     List,
     Optional,
     Protocol,
@@ -363,6 +364,15 @@ class Poller:
         """A snapshot of the registered transports by descriptor (the pike attribute)."""
         waker = self._waker
         return {fd: rec.channel for fd, rec in self._records.items() if rec.channel is not waker}
+
+    @property
+    def deferred_writers(self) -> FrozenSet[int]:
+        """A snapshot of the descriptors whose transports await the ``handle_write`` that
+        :meth:`defer_write` (or a ``send`` that would block) asked for: the original pike
+        attribute, read-only (ask with :meth:`defer_write`)."""
+        return frozenset(
+            fd for fd, rec in self._records.items() if getattr(rec.channel, "_write_requested", False)
+        )
 
     def defer_write(self, transport: Channel) -> None:
         """Ask for exactly one ``handle_write`` callback when the socket can take data.

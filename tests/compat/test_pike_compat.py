@@ -194,3 +194,41 @@ def test_shim_is_in_place_when_pytest_loads_pikes_plugin(tmp_path: Path) -> None
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- deferred_writers ---------------------------------------------------------------
+
+
+def test_deferred_writers_lists_the_transports_awaiting_their_write(poller: Poller) -> None:
+    """pike-smb2 code and tests read ``poller.deferred_writers`` (a set of descriptors)."""
+
+    class Writer(compat.Transport):
+        writes = 0
+
+        def handle_write(self) -> None:
+            self.writes += 1
+
+    a, b = socket.socketpair()
+    transport = Writer(alternate_poller=poller)
+    transport.set_socket(a)
+    assert poller.deferred_writers == frozenset()
+    # Watched for writing, but no write was asked for: not a deferred writer (pike kept
+    # connecting transports apart too).
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        connecting = Writer(alternate_poller=poller)
+        connecting.create_socket(socket.AF_INET, socket.SOCK_STREAM)
+        connecting.connect(listener.getsockname())
+        assert connecting.connecting
+        assert poller.deferred_writers == frozenset()
+        connecting.close()
+    poller.defer_write(transport)
+    assert poller.deferred_writers == {transport.fileno()}
+    assert transport.fileno() in poller.deferred_writers
+    _run_until(poller, lambda: transport.writes == 1)
+    assert poller.deferred_writers == frozenset()
+    with pytest.raises(AttributeError):
+        poller.deferred_writers = frozenset()  # type: ignore[misc]
+    transport.close()
+    b.close()

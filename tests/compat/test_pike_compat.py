@@ -232,3 +232,37 @@ def test_deferred_writers_lists_the_transports_awaiting_their_write(poller: Poll
         poller.deferred_writers = frozenset()  # type: ignore[misc]
     transport.close()
     b.close()
+
+
+# --- interpreter exit ---------------------------------------------------------------
+
+# Registered before pike-core is imported, this exit handler runs after pike-core's: it
+# lists the descriptors opened since it started that are still open.
+LEFT_OPEN = """
+import atexit, os, sys
+FOLDER = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
+before = set(os.listdir(FOLDER))
+atexit.register(lambda: print("left open:", sorted(set(os.listdir(FOLDER)) - before, key=int)))
+"""
+
+
+@pytest.mark.skipif(
+    not any(os.path.isdir(d) for d in ("/proc/self/fd", "/dev/fd")), reason="lists /proc/self/fd"
+)
+@pytest.mark.parametrize("backend", USABLE)
+def test_the_default_pollers_descriptors_are_closed_at_exit(backend: str) -> None:
+    """Its wake-up socket pair was left to the interpreter's teardown: a ResourceWarning
+    for each socket, an error under ``-W error``."""
+    code = LEFT_OPEN + "import pike_core.compat.pike as t\nt.loop(timeout=0)\nprint(t.poller)\n"
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-X", "dev", "-c", code],
+        env={**os.environ, "PIKE_POLLER": backend},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"<Poller '{backend}'" in done.stdout
+    assert done.stdout.strip().endswith("left open: []"), done.stdout
+    assert "ResourceWarning" not in done.stderr

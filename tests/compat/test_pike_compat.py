@@ -196,6 +196,42 @@ def test_shim_is_in_place_when_pytest_loads_pikes_plugin(tmp_path: Path) -> None
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+# --- the loop with nothing to wait for ----------------------------------------------
+
+
+@pytest.mark.parametrize("backend", USABLE)
+def test_loop_with_a_count_returns_when_nothing_is_registered(backend: str) -> None:
+    """The original made ``count`` non-blocking passes and returned; a loop that blocks in
+    the OS wait must return instead of waiting for ever when nothing can end the wait."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import pike_core.compat.pike as t; t.loop(count=3); t.loop(); print('returned')",
+        ],
+        env={**os.environ, "PIKE_POLLER": backend},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "returned"), done.stderr
+
+
+def test_loop_with_a_count_runs_what_is_queued_then_returns(poller: Poller) -> None:
+    compat.poller = poller
+    try:
+        ran: List[int] = []
+        poller.call_soon(ran.append, 1)
+        poller.call_later(0.05, ran.append, 2)
+        started = time.monotonic()
+        compat.loop(count=5)
+        assert ran == [1, 2]
+        assert time.monotonic() - started < 5.0
+    finally:
+        del compat.poller
+
+
 # --- deferred_writers ---------------------------------------------------------------
 
 

@@ -74,6 +74,7 @@ Imported as ``asyncore`` (through the shim), its classes carry that module name,
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import select
@@ -389,6 +390,18 @@ def _drop_watch(map: Dict[int, Any]) -> None:  # noqa: A002
     watch = _watches.pop(id(map), None)
     if watch is not None:
         watch.close()
+
+
+def _drop_every_watch() -> None:
+    # At interpreter exit: a map's poller holds a wake-up socket pair, which the
+    # interpreter's teardown would report as ResourceWarnings.  The dispatchers' sockets
+    # are theirs (the stdlib's asyncore left them open too); a later pass starts afresh.
+    while _watches:
+        _, watch = _watches.popitem()
+        watch.close()
+
+
+atexit.register(_drop_every_watch)
 
 
 def _pass(timeout: Optional[float], map: Optional[Dict[int, Any]], select_flavour: bool) -> None:  # noqa: A002

@@ -588,3 +588,35 @@ def test_imported_as_asyncore_its_names_say_asyncore() -> None:
     }
     if sys.version_info < (3, 12):
         assert {**names_seen("stdlib"), "module": seen["module"]} == seen
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="lists /proc/self/fd")
+def test_a_maps_poller_is_released_at_exit(backend: str) -> None:
+    """A program that exits with dispatchers in its map: their sockets are the program's,
+    the map poller's descriptors (its wake-up socket pair) are the drop-in's to close."""
+    # The check is registered first, so it runs last of the exit handlers.
+    code = """
+import atexit, os, socket
+def still_open():
+    # Less the descriptor listdir() itself had open.
+    return {fd for fd in os.listdir("/proc/self/fd") if os.path.exists("/proc/self/fd/" + fd)}
+before = still_open()
+mine = set()
+atexit.register(lambda: print(sorted(still_open() - before - mine, key=int)))
+import pike_core.compat.asyncore as asyncore
+a, b = socket.socketpair()
+mine |= {str(a.fileno()), str(b.fileno())}
+asyncore.dispatcher(a)
+asyncore.loop(timeout=0, count=1)
+print(len(asyncore.socket_map), len(asyncore._watches))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PIKE_POLLER": backend},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "1", "[]"]

@@ -287,6 +287,32 @@ def test_map_changed_directly_is_noticed(amap: Map, use_poll: bool) -> None:
 
 
 @FLAVOUR
+def test_a_dispatcher_taken_out_of_the_map_mid_pass_gets_no_event(amap: Map, use_poll: bool) -> None:
+    """Two dispatchers ready in one pass; the first dispatched deletes the other's map entry
+    directly: as in the stdlib (which looks each descriptor up in the map), the other's
+    pending event is not dispatched."""
+
+    class Remover(Recorder):
+        other: Recorder
+
+        def handle_read(self) -> None:
+            Recorder.handle_read(self)
+            amap.pop(self.other._fileno, None)
+
+    a, b = socket.socketpair()
+    c, e = socket.socketpair()
+    first, second = Remover(a, amap), Remover(c, amap)
+    first.other, second.other = second, first
+    one_pass(amap, use_poll)  # watch both before they become ready together
+    b.sendall(b"1")
+    e.sendall(b"2")
+    one_pass(amap, use_poll, timeout=1.0)
+    assert sorted([first.calls, second.calls]) == [[], ["read"]]
+    for s in (a, b, c, e):
+        s.close()
+
+
+@FLAVOUR
 def test_readable_false_is_not_read(amap: Map, use_poll: bool) -> None:
     class Gated(Recorder):
         open_gate = False
@@ -428,7 +454,8 @@ def test_loop_counts_passes_and_releases_the_map_poller(amap: Map) -> None:
 
 def test_a_pass_asks_only_what_may_have_changed(amap: Map, monkeypatch: pytest.MonkeyPatch) -> None:
     """Idle dispatchers of the base classes cost nothing per pass: with 150 of them and one
-    busy one, a pass evaluates readable()/writable() of the busy one only."""
+    busy one, a pass works out the interest of the busy one only (a pass asks the
+    dispatchers with predicates of their own, and those marked since the last pass)."""
 
     class Echo(ours.dispatcher_with_send):
         def handle_read(self) -> None:
@@ -443,13 +470,13 @@ def test_a_pass_asks_only_what_may_have_changed(amap: Map, monkeypatch: pytest.M
     Echo(busy_local, amap)
     one_pass(amap, False)  # the first pass asks every new dispatcher once
     asked: List[Any] = []
-    real_update = ours._MapWatch.update
+    real_run = ours._MapWatch.run
 
-    def counting_update(watch: Any, channel: Any) -> None:
-        asked.append(channel.obj)
-        real_update(watch, channel)
+    def recording_run(watch: Any, timeout: Any, by_kind: bool) -> Any:
+        asked.extend(channel.obj for channel in (*watch.asked.values(), *watch.pending))
+        return real_run(watch, timeout, by_kind)
 
-    monkeypatch.setattr(ours._MapWatch, "update", counting_update)
+    monkeypatch.setattr(ours._MapWatch, "run", recording_run)
     for round_trip in range(10):
         busy_peer.sendall(b"ping %d" % round_trip)
         passes_until(lambda: bool(asked), amap, False, "the echo")
@@ -516,11 +543,12 @@ def test_a_send_from_another_thread_wakes_the_wait(amap: Map, monkeypatch: pytes
     d = ours.dispatcher_with_send(a, amap)
     one_pass(amap, False)  # settled: watched for reading only
     waiting = threading.Event()
-    real_wait = ours._MapWatch.wait
+    poller = ours._watches[id(amap)].poller
+    real_poll = poller.poll
 
-    def wait(watch: Any, timeout: Any) -> Any:
+    def poll(timeout: Any) -> Any:
         waiting.set()
-        return real_wait(watch, timeout)
+        return real_poll(timeout)
 
     def send_later() -> None:
         # Only once the pass has asked its dispatchers: without a wake-up, the new write
@@ -528,7 +556,7 @@ def test_a_send_from_another_thread_wakes_the_wait(amap: Map, monkeypatch: pytes
         waiting.wait(5.0)
         d.send(b"x" * (4 << 20))
 
-    monkeypatch.setattr(ours._MapWatch, "wait", wait)
+    monkeypatch.setattr(poller, "poll", poll)
     sender = threading.Thread(target=send_later)
     sender.start()
     started = time.monotonic()

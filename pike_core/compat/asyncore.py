@@ -68,7 +68,7 @@ pike-core's rules hold where asyncore did not say or was wrong:
   whole loop.  A regular file, which epoll refuses, is always ready on every backend, as
   ``select()`` and ``poll()`` say.
 * Out-of-band data (``POLLPRI``) is reported by backends that declare the ``PRIORITY``
-  event in ``Backend.supported`` (select, poll, epoll); on the others it is not.  The
+  event in ``Backend.supported`` (select, poll, epoll, iocp); on the others it is not.  The
   ``poll2`` flavour's ``POLLHUP`` (a hang-up closes after the first read, data left
   unread or not) comes from backends with the ``hangup`` capability (select where
   Python has ``poll()``, poll, epoll); on the others a hang-up is read to its end.

@@ -311,8 +311,9 @@ class _MapWatch:
             self.forget(fd)
         channel = _Channel(self, fd, obj, _predicates_are_ours(obj))
         self.channels[fd] = channel
-        if isinstance(obj, dispatcher):
-            # Its setters reach the channel without a lookup (see _interest_changed).
+        if isinstance(obj, dispatcher) and getattr(obj, "_map", None) is self.map:
+            # Its setters reach the channel of its own map without a lookup (see
+            # _interest_changed, which looks there).
             obj._pike_channel = channel
         if channel.known:
             # Asked before the next wait, not now: add_channel runs inside __init__,

@@ -20,7 +20,11 @@ class BackendSpec:
         :class:`~pike_core.CannotRunHere` (with the reason) where it cannot run; any
         other exception from it marks the backend broken.
     :param priority: the higher, the more preferred when nothing was asked for.
-    :param capabilities: optional features (``"af_unix"``, ``"many_fds"``, ...).
+    :param capabilities: optional features: ``"many_fds"`` (no limit on descriptor
+        numbers or counts short of the process's), ``"hangup"`` (``HANGUP`` and
+        ``ERROR`` are reported as ``poll()`` reports them, also alongside ``READ``; a
+        backend without it may report a hang-up as ``READ`` alone), others of the
+        plugin's own.
     :param summary: one line for listings.
     """
 

@@ -11,6 +11,7 @@ included) is broken.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import socket
@@ -251,6 +252,8 @@ def default_poller() -> Poller:
     it was closed.  A child process after ``fork()`` keeps it: the poller takes a private
     OS object of its own in the child, so the transports the child inherited and the ones
     it makes share one poller, as asyncore's ``socket_map`` is shared (a pre-fork server).
+    At interpreter exit it is closed (:func:`atexit`, after the exit handlers registered
+    since pike-core was imported), which closes the transports still registered with it.
 
     :raises BackendError: no backend can be chosen; the message says what to do.
     """
@@ -266,3 +269,15 @@ def set_default_poller(poller: Optional[Poller]) -> None:
     global _default
     with _default_lock:
         _default = poller
+
+
+def _close_default_poller() -> None:
+    # Its wake-up socket pair (and OS object) would otherwise be left to the interpreter's
+    # teardown, which reports each socket as a ResourceWarning, or an error under -W error.
+    with _default_lock:
+        poller = _default
+    if poller is not None:
+        poller.close()
+
+
+atexit.register(_close_default_poller)

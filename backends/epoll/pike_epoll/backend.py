@@ -22,6 +22,10 @@ core gives the child a new one (the default :meth:`~pike_core.Backend.after_fork
 ``FD_SETSIZE - 1``: with more descriptors ready, the rest would wait for the next call.
 The wait asks for as many as are registered (as ``selectors.EpollSelector`` does), so
 one wait reports everything that is ready, which a ``selectors`` caller relies on.
+
+epoll refuses a regular file or a directory with ``EPERM`` (``PermissionError``): such a
+descriptor is always ready, and the core, told so by the Backend contract, reports it
+ready at every wait itself, as poll(2) and select(2) would.
 """
 
 from __future__ import annotations

@@ -226,9 +226,10 @@ def pm_qos_text(state: Dict[str, Any]) -> str:
 
 def find_servers(echo_server: Path, baseline: Optional[str] = None) -> List[Server]:
     """The C reference, pike on every usable backend (plus the first one on a loop of
-    its own), asyncio, uvloop when it is installed, a hand-written ``selectors`` loop, the
-    asyncore echo server on PyPI's asyncore (when installed) and on the drop-in, and the
-    first backend's pike server from ``baseline`` (another environment's Python)."""
+    its own), asyncio, asyncio on pike-asyncio's loop and uvloop when they are installed, a
+    hand-written ``selectors`` loop, the asyncore echo server on PyPI's asyncore (when
+    installed) and on the drop-in, and the first backend's pike server from ``baseline``
+    (another environment's Python)."""
     python = (sys.executable, "-m", "pike_bench.servers")
     servers = [Server("c", "C epoll (reference)", (str(echo_server),))]
     usable = [s for s in available_backends() if s.usable]
@@ -258,6 +259,10 @@ def find_servers(echo_server: Path, baseline: Optional[str] = None) -> List[Serv
             )
         )
     servers.append(Server("asyncio", "asyncio Protocol", (*python, "asyncio")))
+    if importlib.util.find_spec("pike_asyncio") is not None:
+        many = any(s.name == best and "many_fds" in s.capabilities for s in usable)
+        command = (*python, "pike-asyncio", "--backend", best)
+        servers.append(Server(f"pike-asyncio-{best}", f"asyncio Protocol, pike {best}", command, many))
     if importlib.util.find_spec("uvloop") is not None:
         servers.append(Server("uvloop", "uvloop Protocol", (*python, "uvloop")))
     servers.append(Server("selectors", "hand-written selectors loop", (*python, "selectors")))

@@ -14,7 +14,9 @@ installed, so none runs inside the measured loop).  KIND is
   ``loop(use_poll=True)``), unchanged, on PyPI's ``pyasyncore`` or on the drop-in
   :mod:`pike_core.compat.asyncore`;
 * ``selectors``: the loop a user writes without a framework, on
-  ``selectors.DefaultSelector``.
+  ``selectors.DefaultSelector``;
+* ``pike-asyncio``: the same ``asyncio.Protocol`` server on pike-asyncio's loop (asyncio's
+  selector loop on a ``PikeSelector``) over the named backend.
 
 Every server echoes with its framework's buffered write (``Transport.write``,
 ``asyncio.Transport.write``, ``dispatcher_with_send.send``, a buffer of its own), reads at
@@ -247,7 +249,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pike_bench.servers", description=__doc__)
     parser.add_argument(
         "kind",
-        choices=["pike", "pike-own-loop", "asyncio", "uvloop", "pyasyncore", "asyncore-pike", "selectors"],
+        choices=[
+            "pike",
+            "pike-own-loop",
+            "pike-asyncio",
+            "asyncio",
+            "uvloop",
+            "pyasyncore",
+            "asyncore-pike",
+            "selectors",
+        ],
     )
     parser.add_argument("--backend", help="pike backend name (pike kinds only)")
     parser.add_argument("--port", type=int, default=0)
@@ -269,6 +280,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         server = SelectorsEcho(args.port)
         announce(server.listener)
         server.run()
+    elif args.kind == "pike-asyncio":
+        import pike_asyncio  # noqa: PLC0415 - a distribution of its own: only this server needs it
+
+        pike_asyncio.run(serve_asyncio(args.port), backend=args.backend)
     else:
         poller = registry.new_poller(args.backend)
         listener = EchoListener(poller, (HOST, args.port))

@@ -25,7 +25,7 @@ if sys.platform != "win32":
         allow_module_level=True,
     )
 
-# By name: the poller module raises ImportError where it cannot run.
+# By name: the backend module raises CannotRunHere where it cannot run.
 iocp = importlib.import_module("pike_iocp.backend")
 
 #: Composed here from the single AFD bits, not taken from the module's own sets, so a change
@@ -33,6 +33,7 @@ iocp = importlib.import_module("pike_iocp.backend")
 ALWAYS = iocp._AFD_POLL_ABORT | iocp._AFD_POLL_CONNECT_FAIL | iocp._AFD_POLL_LOCAL_CLOSE
 RECEIVING = iocp._AFD_POLL_RECEIVE | iocp._AFD_POLL_ACCEPT | iocp._AFD_POLL_DISCONNECT
 SENDING = iocp._AFD_POLL_SEND
+URGENT = iocp._AFD_POLL_RECEIVE_EXPEDITED
 
 
 def asked(backend: Any, fd: int) -> int:
@@ -58,8 +59,10 @@ def fill_send_buffer(sock: socket.socket) -> None:
         (events.READ, RECEIVING | ALWAYS),
         (events.WRITE, SENDING | ALWAYS),
         (events.READ | events.WRITE, RECEIVING | SENDING | ALWAYS),
+        (events.READ | events.PRIORITY, RECEIVING | URGENT | ALWAYS),
+        (events.PRIORITY, URGENT | ALWAYS),
     ],
-    ids=["READ", "WRITE", "READ|WRITE"],
+    ids=["READ", "WRITE", "READ|WRITE", "READ|PRIORITY", "PRIORITY"],
 )
 def test_the_poll_in_flight_asks_for_what_the_mask_calls_for(mask: int, expected: int) -> None:
     backend = iocp.IocpBackend()

@@ -66,8 +66,9 @@ The rest of the contract:
   handles associated with it, and each AFD poll is one small allocation, so the only limit
   is memory (where ``select`` on Windows stops at 512 sockets).
 * ``after_fork``: not applicable; Windows has no ``fork()``.
-* ``supported``: ``READ | WRITE``.  AFD reports out-of-band data too (receive
-  expedited), but the core's ``PRIORITY`` is not offered here yet.
+* ``supported``: ``READ | WRITE | PRIORITY``.  ``PRIORITY`` is AFD's receive expedited:
+  out-of-band data, asked for only while the mask has ``PRIORITY`` (a receive poll that
+  asked for it would complete at every wait while the urgent byte is unread).
 
 Not supported on Windows: ``AF_UNIX`` (Windows 10 has it, but CPython's ``socket`` module
 does not expose it there).
@@ -84,11 +85,11 @@ import socket
 import sys
 from typing import Any, Collection, Dict, Final, List, Optional, Set, Tuple, Union
 
-from pike_core import Backend, events
+from pike_core import Backend, CannotRunHere, events
 from pike_core.timers import clock
 
 if sys.platform != "win32":
-    raise ImportError(
+    raise CannotRunHere(
         "needs Windows (I/O completion ports through _overlapped); use epoll, poll or select here"
     )
 
@@ -101,6 +102,7 @@ logger = logging.getLogger("pike_core")
 
 _IOCTL_AFD_POLL: Final = 0x00012024
 _AFD_POLL_RECEIVE: Final = 0x0001
+_AFD_POLL_RECEIVE_EXPEDITED: Final = 0x0002
 _AFD_POLL_SEND: Final = 0x0004
 _AFD_POLL_DISCONNECT: Final = 0x0008
 _AFD_POLL_ABORT: Final = 0x0010
@@ -318,6 +320,8 @@ def _to_mask(afd_events: int) -> int:
         mask |= events.ERROR
     if afd_events & _AFD_POLL_LOCAL_CLOSE:
         mask |= events.INVALID
+    if afd_events & _AFD_POLL_RECEIVE_EXPEDITED:
+        mask |= events.PRIORITY
     return mask
 
 
@@ -368,6 +372,7 @@ class IocpBackend(Backend):
     """A backend on an I/O completion port."""
 
     name = "iocp"
+    supported = events.READ | events.WRITE | events.PRIORITY
     has_wake = True
 
     def __init__(self) -> None:
@@ -482,6 +487,7 @@ class IocpBackend(Backend):
                 _AFD_ALWAYS
                 | (_AFD_READ if watched.mask & events.READ else 0)
                 | (_AFD_WRITE if watched.mask & events.WRITE else 0)
+                | (_AFD_POLL_RECEIVE_EXPEDITED if watched.mask & events.PRIORITY else 0)
             )
             current = watched.poll
             if current is not None:
@@ -517,8 +523,16 @@ class IocpBackend(Backend):
             else:
                 wait = min(math.ceil(max(deadline - clock(), 0.0) * 1000), _overlapped.INFINITE - 1)
             woken = False
-            for address, error in self._dequeue(wait):
-                woken = self._complete(address, error, ready) or woken
+            taken = self._dequeue(wait)
+            while True:
+                for address, error in taken:
+                    woken = self._complete(address, error, ready) or woken
+                if len(taken) < _ENTRIES:
+                    break
+                # A full batch: more completions may be queued.  Take them now, without
+                # waiting, so one wait reports every ready socket (a selectors caller
+                # expects that of select()).
+                taken = self._dequeue(0)
             # Only cancelled or stale operations came back: keep waiting, re-armed.
             if ready or woken or (deadline is not None and clock() >= deadline):
                 return ready.items()

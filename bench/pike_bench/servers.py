@@ -47,23 +47,17 @@ READ_SIZE = 65536
 
 
 class EchoHandler(Transport):
-    """One connection: whatever arrives goes back through the buffered ``write``."""
-
-    #: ``write`` said the peer is not keeping up; wait for ``handle_drain``.
-    full = False
+    """One connection, the README's echo: whatever arrives goes back through the buffered
+    ``write``, and reading pauses while the peer does not take its echo."""
 
     def handle_read(self) -> None:
-        # Back-pressure: while the peer does not take its echo, the data stays in the
-        # kernel and TCP slows the sender.  (pike-core cannot pause read events, so a
-        # level-triggered backend reports them again meanwhile.)
-        if self.full:
-            return
-        data = self.recv(65536)
+        data = self.recv(READ_SIZE)
         if data and not self.write(data):
-            self.full = True
+            # Back-pressure: the data stays in the kernel and TCP slows the sender.
+            self.pause_reading()
 
     def handle_drain(self) -> None:
-        self.full = False
+        self.resume_reading()
 
 
 class EchoListener(Transport):

@@ -257,6 +257,8 @@ class Peer(Transport):
         #: Inside a call the test made (write, send, shutdown): callbacks that call makes
         #: come from the test's own call, not from the poller.
         self.acting = 0
+        #: handle_error came for a failed connect: handle_close follows, closed or not.
+        self.connect_failed = False
         #: Actions to do at the end of the next callback of each site, once...
         self.armed: Dict[str, List[Action]] = {}
         #: ...and at the end of every one.
@@ -275,6 +277,11 @@ class Peer(Transport):
 
     def _callback(self, name: str) -> None:
         if self.closed:
+            if name == "close" and self.connect_failed:
+                # A failed connect ends with handle_close after handle_error, whatever
+                # handle_error did (it closed the transport).
+                self.connect_failed = False
+                return
             self.world.violation(f"no callback after close: handle_{name} reached closed {self!r}")
         elif self.held and not self.acting:
             self.world.violation(f"handle_{name} reached {self!r} while poller.pause() holds it")
@@ -317,6 +324,7 @@ class Peer(Transport):
             return
         side = self.side
         side.errors.append(exc)
+        self.connect_failed = self.connecting
         if not isinstance(exc, (OSError, PlannedBug, PlannedEscape)):
             self.world.violation(f"{self!r} got {exc!r} in handle_error: a bug in the core")
         side.pair.lossy = True

@@ -24,6 +24,7 @@ from .discovery import (
 from .errors import (
     BackendError,
     BackendUnavailableError,
+    CannotRunHere,
     CapacityError,
     NoBackendError,
     PikeError,
@@ -49,6 +50,7 @@ __all__ = [
     "BackendSpec",
     "BackendStatus",
     "BackendUnavailableError",
+    "CannotRunHere",
     "CapacityError",
     "Choice",
     "NoBackendError",

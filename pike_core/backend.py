@@ -42,6 +42,14 @@ class Backend(abc.ABC):
     Events are level-triggered: while a descriptor is ready for an event it was asked
     for, every :meth:`wait` reports it again.
 
+    Where the mechanism does not exist, the backend's module raises
+    :class:`~pike_core.CannotRunHere` at import, with the reason; discovery lists the
+    backend as "cannot run here" and never constructs it.  Discovery constructs every
+    other backend once, registers a socket and closes it again, so a backend that cannot
+    open is listed as not usable rather than chosen.
+
+    :raises CannotRunHere: constructing it, where the mechanism exists but is unusable
+        on this machine (on purpose: the reason says why and what to use instead).
     :raises OSError: constructing it, when the OS refuses (for example out of
         descriptors).
     """
@@ -74,6 +82,11 @@ class Backend(abc.ABC):
         :param mask: a non-empty subset of :attr:`supported`.
         :raises CapacityError: this mechanism cannot watch ``fd`` (a limit on the number
             or count of descriptors); raise it with ``transport=None``.
+        :raises PermissionError: this mechanism does not watch ``fd`` because it is
+            always ready: epoll's ``EPERM`` for a regular file or a directory.  The core
+            then reports ``fd`` ready for the ``READ`` and ``WRITE`` it wants at every
+            wait, without a backend call, as ``poll()`` and ``select()`` report such a
+            descriptor.
         :raises OSError: the OS refused.
         """
 
@@ -101,7 +114,10 @@ class Backend(abc.ABC):
         :returns: a sized collection (list, tuple, ``dict.items()``) of ``(fd, mask)``
             pairs, at most one per descriptor.  ``mask`` holds the events asked for that
             hold now, and ``ERROR``, ``HANGUP`` and ``INVALID`` whenever they hold, asked
-            or not (see :mod:`pike_core.events`).
+            or not (see :mod:`pike_core.events`).  A mechanism that cannot tell a hang-up
+            or an error from readiness (kqueue's ``EV_EOF``, AFD's disconnect) reports
+            them as ``READ``; one that tells them declares the ``"hangup"`` capability
+            (:class:`~pike_core.BackendSpec`).
         :raises OSError: the wait failed for the whole mechanism.  A failure that
             concerns one descriptor (for example ``select()`` meeting a closed one) is
             reported as that descriptor's ``INVALID`` instead, so the others are served.

@@ -17,9 +17,14 @@ class BackendSpec:
     :param name: the name users pass in ``PIKE_POLLER``; equal to the entry point's name.
     :param backend: ``"module:ClassName"`` of the :class:`~pike_core.Backend` subclass.
         The module is imported only when the backend is checked or used, and raises
-        ``ImportError`` (with a message saying why) where it cannot run.
+        :class:`~pike_core.CannotRunHere` (with the reason) where it cannot run; any
+        other exception from it marks the backend broken.
     :param priority: the higher, the more preferred when nothing was asked for.
-    :param capabilities: optional features (``"af_unix"``, ``"many_fds"``, ...).
+    :param capabilities: optional features: ``"many_fds"`` (no limit on descriptor
+        numbers or counts short of the process's), ``"hangup"`` (``HANGUP`` and
+        ``ERROR`` are reported as ``poll()`` reports them, also alongside ``READ``; a
+        backend without it may report a hang-up as ``READ`` alone), others of the
+        plugin's own.
     :param summary: one line for listings.
     """
 
@@ -32,8 +37,11 @@ class BackendSpec:
     def load(self) -> Type[Backend]:
         """Import the backend class.
 
-        :raises ImportError: the backend cannot run on this platform (the message says
-            why), or ``backend`` names a module or class that does not exist.
+        :raises CannotRunHere: the backend's module says it cannot run on this
+            platform (the reason says why).
+        :raises ImportError: ``backend`` names a module or class that does not exist, or
+            importing the module failed (a typo, a missing dependency): the backend is
+            broken.
         :raises TypeError: ``backend`` names something that is not a Backend subclass
             (a Poller subclass is the contract of pike-core 0.1: the message says how to
             move to this one).
@@ -64,7 +72,10 @@ class BackendSpec:
 @dataclasses.dataclass(frozen=True)
 class BackendStatus:
     """A discovered backend.  ``usable`` says whether it can run here; if not,
-    ``problem`` says why, and ``broken`` whether the plugin itself is faulty."""
+    ``problem`` says why, and ``broken`` whether that is a fault to fix rather than a
+    declared :class:`~pike_core.CannotRunHere`: the plugin or its module failed to load,
+    or the backend could not be constructed or register a socket.  The conformance suite
+    skips a backend that cannot run here (unless it was named) and fails a broken one."""
 
     name: str
     distribution: Optional[str]

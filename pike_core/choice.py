@@ -16,7 +16,7 @@ DISTRIBUTIONS = (
 
 
 def _describe(status: BackendStatus) -> str:
-    return f"{status.name!r} cannot run here: {status.problem}"
+    return f"{status.name!r} {'is not usable' if status.broken else 'cannot run here'}: {status.problem}"
 
 
 @hookimpl(trylast=True)

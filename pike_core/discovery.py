@@ -3,23 +3,29 @@ pluggy PluginManager) and choosing one.
 
 Discovery is lazy, at first use, and isolates plugins from each other: a plugin that
 fails to import, fails its hook, or returns the wrong thing is listed as broken with its
-error, and the others work as if it were not there.
+error, and the others work as if it were not there.  A backend is usable only once it
+was constructed and registered a socket: a backend that says :class:`CannotRunHere`
+cannot run here; one that fails in any other way (an ``ImportError`` from a typo
+included) is broken.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
+import socket
 import sys
 import threading
-from typing import Any, Iterable, List, Optional, Sequence
+from typing import Any, Iterable, List, Optional, Sequence, Tuple, Type
 
 import pluggy
 
 from . import choice as _choice
-from . import hookspecs
+from . import events, hookspecs
 from .backend import Backend
 from .backends import BackendSpec, BackendStatus, Choice
-from .errors import BackendError
+from .errors import BackendError, CannotRunHere
 from .poller import Poller
 
 if sys.version_info >= (3, 10):
@@ -60,6 +66,41 @@ def _distribution(ep: EntryPoint) -> tuple[Optional[str], Optional[str]]:
     return dist.metadata["Name"], dist.version
 
 
+#: Added to the error of a hook that calls ``BackendSpec(poller=...)``.
+_OLD_SPEC_HINT = (
+    " (BackendSpec(poller=...) is the contract of pike-core 0.1; since 0.2 it takes "
+    "backend='module:Class' of a pike_core.Backend subclass: see 'Shipping your own poller' "
+    "in pike-core's README)"
+)
+
+
+def _opening(backend_class: Type[Backend], fd: int) -> Optional[Tuple[str, bool]]:
+    """Construct a backend, register ``fd`` for READ, unregister it and close the backend:
+    what choosing it would do first.  None when that works, else the problem and whether
+    it is broken (anything but a :class:`CannotRunHere` from the constructor)."""
+    try:
+        backend = backend_class()
+    except CannotRunHere as exc:
+        return exc.reason, False
+    except Exception as exc:
+        return f"opening it failed: {backend_class.__name__}() raised {type(exc).__name__}: {exc}", True
+    step = "registering a socket"
+    try:
+        backend.admit(fd)
+        backend.register(fd, events.READ)
+        step = "unregistering it"
+        backend.unregister(fd)
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            backend.close()
+        return f"opening it failed: {step} raised {type(exc).__name__}: {exc}", True
+    try:
+        backend.close()
+    except Exception as exc:
+        return f"opening it failed: closing it raised {type(exc).__name__}: {exc}", True
+    return None
+
+
 class BackendRegistry:
     """The backends of one entry point group.  Thread-safe; discovers once."""
 
@@ -76,11 +117,14 @@ class BackendRegistry:
                 pm.add_hookspecs(hookspecs)
                 pm.register(_choice, name="pike_core.choice")
                 eps = sorted(entry_points(group=self.group), key=lambda ep: (ep.name, ep.value))
-                self._statuses = [self._load(pm, ep) for ep in eps]
+                # One socket for every backend's trial registration.
+                a, b = socket.socketpair()
+                with a, b:
+                    self._statuses = [self._load(pm, ep, a.fileno()) for ep in eps]
                 self._pm = pm
             return self._pm
 
-    def _load(self, pm: pluggy.PluginManager, ep: EntryPoint) -> BackendStatus:
+    def _load(self, pm: pluggy.PluginManager, ep: EntryPoint, probe_fd: int) -> BackendStatus:
         dist, version = _distribution(ep)
 
         def broken(problem: str) -> BackendStatus:
@@ -106,7 +150,8 @@ class BackendRegistry:
             spec: Any = impls[0].function()
         except Exception as exc:
             pm.unregister(plugin)
-            return broken(f"its pike_poller_backend hook raised {type(exc).__name__}: {exc}")
+            hint = _OLD_SPEC_HINT if isinstance(exc, TypeError) and "'poller'" in str(exc) else ""
+            return broken(f"its pike_poller_backend hook raised {type(exc).__name__}: {exc}{hint}")
         if not isinstance(spec, BackendSpec):
             pm.unregister(plugin)
             return broken(f"its pike_poller_backend hook returned {spec!r}, not a pike_core.BackendSpec")
@@ -115,17 +160,15 @@ class BackendRegistry:
             return broken(f"it calls itself {spec.name!r} but its entry point is named {ep.name!r}")
         try:
             backend_class = spec.load()
-        except ImportError as exc:
-            return BackendStatus(ep.name, dist, version, spec, problem=str(exc))
+        except CannotRunHere as exc:
+            return BackendStatus(ep.name, dist, version, spec, problem=exc.reason)
         except Exception as exc:
-            return BackendStatus(
-                ep.name,
-                dist,
-                version,
-                spec,
-                problem=f"broken plugin: {type(exc).__name__}: {exc}",
-                broken=True,
-            )
+            problem = f"broken plugin: loading {spec.backend!r} raised {type(exc).__name__}: {exc}"
+            return BackendStatus(ep.name, dist, version, spec, problem=problem, broken=True)
+        verdict = _opening(backend_class, probe_fd)
+        if verdict is not None:
+            problem, faulty = verdict
+            return BackendStatus(ep.name, dist, version, spec, problem=problem, broken=faulty)
         return BackendStatus(ep.name, dist, version, spec, backend_class)
 
     def backends(self) -> List[BackendStatus]:
@@ -209,6 +252,8 @@ def default_poller() -> Poller:
     it was closed.  A child process after ``fork()`` keeps it: the poller takes a private
     OS object of its own in the child, so the transports the child inherited and the ones
     it makes share one poller, as asyncore's ``socket_map`` is shared (a pre-fork server).
+    At interpreter exit it is closed (:func:`atexit`, after the exit handlers registered
+    since pike-core was imported), which closes the transports still registered with it.
 
     :raises BackendError: no backend can be chosen; the message says what to do.
     """
@@ -224,3 +269,15 @@ def set_default_poller(poller: Optional[Poller]) -> None:
     global _default
     with _default_lock:
         _default = poller
+
+
+def _close_default_poller() -> None:
+    # Its wake-up socket pair (and OS object) would otherwise be left to the interpreter's
+    # teardown, which reports each socket as a ResourceWarning, or an error under -W error.
+    with _default_lock:
+        poller = _default
+    if poller is not None:
+        poller.close()
+
+
+atexit.register(_close_default_poller)

@@ -41,7 +41,8 @@ class CapacityError(RegistrationError):
     ``select()`` and descriptors at or above ``FD_SETSIZE``).
 
     Only this transport is refused; the poller and its other transports go on.  A
-    backend raises it from ``os_register`` with ``transport=None``; the core fills it in.
+    backend raises it from ``Backend.admit`` or ``Backend.register`` with
+    ``transport=None``; the core fills it in.
     """
 
 
@@ -55,6 +56,28 @@ class WriteBufferFullError(PikeError, BufferError):
     def __init__(self, transport: object, message: str) -> None:
         super().__init__(message)
         self.transport = transport
+
+
+class CannotRunHere(PikeError, ImportError):
+    """Raised by a backend, on purpose, where it cannot run: by its module at import
+    (the OS lacks the mechanism: ``raise CannotRunHere("needs Linux epoll ...")`` after a
+    platform check), or by its constructor (the mechanism exists but is unusable here,
+    for example a kernel too old).  Discovery then lists the backend as "cannot run here"
+    with ``reason``, the choice passes over it, and the conformance suite skips it unless
+    it was named.
+
+    It is an ``ImportError`` so a platform check at import reads as one.  Any *other*
+    exception while importing or opening a backend, a plain ``ImportError`` from a typo
+    or a missing dependency included, marks the backend broken: a fault to fix, never
+    skipped.
+
+    :param reason: why it cannot run, and what to use instead.
+    :ivar reason: the same.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class BackendError(PikeError, LookupError):

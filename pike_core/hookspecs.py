@@ -21,7 +21,8 @@ def pike_poller_backend() -> BackendSpec:
 
     Called once per plugin, at the first discovery in the process.  Must be cheap and
     must not import platform-specific modules: :attr:`BackendSpec.backend` is imported
-    later, and its ``ImportError`` marks the backend as unusable here.
+    later; a :class:`~pike_core.CannotRunHere` from it marks the backend as unable to run
+    here, any other exception as broken.
 
     :returns: a :class:`BackendSpec` whose ``name`` equals the entry point's name.
     """

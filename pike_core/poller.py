@@ -23,6 +23,7 @@ from typing import (
     Deque,
     Dict,
     Final,
+    FrozenSet,
     List,
     Optional,
     Protocol,
@@ -48,6 +49,9 @@ _PROPAGATE = (KeyboardInterrupt, SystemExit)
 _SECONDS: Final = (int, float)
 #: The epoch of a held record: later than any wait, so no event is dispatched to it.
 _HELD: Final = sys.maxsize
+#: What a descriptor the OS refused as always ready is reported ready for (what poll(2)
+#: and select(2) say of a regular file).
+_ALWAYS_READY: Final = events.READ | events.WRITE
 
 
 class Channel(Protocol):
@@ -124,6 +128,9 @@ class Poller:
         self._records: Dict[int, Interest] = {}
         # Records whose OS interest may be out of line, applied before the next wait.
         self._dirty: List[Interest] = []
+        # Records the backend refused to watch because they are always ready (a regular
+        # file on epoll): every wait reports them ready for what they want.
+        self._always: Dict[int, Interest] = {}
         # Incremented by every wait: a record made since a wait began gets none of its events.
         self._epoch = 0
         self._timers = TimerQueue()
@@ -196,20 +203,30 @@ class Poller:
         try:
             self._backend.admit(fd)
             if mask:
-                self._backend.register(fd, mask)
+                self._os_register(rec, mask)
         except CapacityError as exc:
             raise CapacityError(transport, f"cannot register {transport!r}: {exc}") from None
-        rec.os = mask
         # Only once the OS took it, so a refusal leaves no trace of the transport here.
         self._records[fd] = rec
         _watched_by[fd] = self
         transport._rec = rec
+
+    def _os_register(self, rec: Interest, mask: int) -> None:
+        """Have the backend watch ``rec``'s descriptor for ``mask``.  One it refuses as
+        always ready (``PermissionError``) is reported ready at every wait instead."""
+        try:
+            self._backend.register(rec.fd, mask)
+        except PermissionError:
+            self._always[rec.fd] = rec
+            return
+        rec.os = mask
 
     def _evict(self, rec: Interest) -> None:
         """Drop the registration of a socket closed without telling the poller, whose
         number a new socket now has, and tell its channel (an ``INVALID`` event, from the
         loop: not inside the registration of the newcomer)."""
         del self._records[rec.fd]
+        self._always.pop(rec.fd, None)
         if rec.os:
             rec.os = 0
             # The number names the newcomer's socket now; nothing of it is watched yet.
@@ -219,7 +236,8 @@ class Poller:
             f"{rec.channel!r}: its socket was closed without Transport.close(), and descriptor "
             f"{rec.fd} now belongs to another socket; the transport is dropped",
         )
-        self.call_soon(rec.channel._handle_events, events.INVALID)
+        # Thread-safe: the evicting registration may run on another poller's thread.
+        self.call_soon_threadsafe(rec.channel._handle_events, events.INVALID)
 
     def unregister(self, transport: Channel) -> None:
         """Stop watching ``transport``; call it before its socket is closed.
@@ -234,6 +252,7 @@ class Poller:
         del self._records[fd]
         if _watched_by.get(fd) is self:
             del _watched_by[fd]
+        self._always.pop(fd, None)
         transport._rec = None
         if rec.os:
             rec.os = 0
@@ -251,11 +270,12 @@ class Poller:
         if mask == rec.os or rec.failure is not None:
             return
         if not rec.os:
+            if self._always.get(rec.fd) is rec:
+                return
             try:
-                self._backend.register(rec.fd, mask)
+                self._os_register(rec, mask)
             except CapacityError as exc:
                 raise CapacityError(rec.channel, f"cannot watch {rec.channel!r}: {exc}") from None
-            rec.os = mask
         elif not rec.dirty:
             rec.dirty = True
             self._dirty.append(rec)
@@ -345,6 +365,15 @@ class Poller:
         """A snapshot of the registered transports by descriptor (the pike attribute)."""
         waker = self._waker
         return {fd: rec.channel for fd, rec in self._records.items() if rec.channel is not waker}
+
+    @property
+    def deferred_writers(self) -> FrozenSet[int]:
+        """A snapshot of the descriptors whose transports await the ``handle_write`` that
+        :meth:`defer_write` (or a ``send`` that would block) asked for: the original pike
+        attribute, read-only (ask with :meth:`defer_write`)."""
+        return frozenset(
+            fd for fd, rec in self._records.items() if getattr(rec.channel, "_write_requested", False)
+        )
 
     def defer_write(self, transport: Channel) -> None:
         """Ask for exactly one ``handle_write`` callback when the socket can take data.
@@ -444,7 +473,9 @@ class Poller:
     def poll(self, timeout: Optional[float] = None) -> int:
         """Wait at most ``timeout`` seconds for events, dispatch them, then run due
         timers and queued callbacks.  The wait ends early at the next timer, and does
-        not happen while callbacks are queued.
+        not block while callbacks are queued or a descriptor the backend refused as
+        always ready (:meth:`~pike_core.backend.Backend.register`) wants to read or
+        write: such a descriptor is reported ready at every call.
 
         :param timeout: seconds, or None (or infinity) to wait for the first event or timer.
         :returns: the number of events the OS reported.
@@ -463,11 +494,20 @@ class Poller:
             due = self._timers.next_delay(clock())
             if due is not None and (timeout is None or due < timeout):
                 timeout = min(due, MAX_WAIT)
-        refused = self._apply() if self._dirty else None
+        extra = self._apply() if self._dirty else None
+        if self._always:
+            ready = [
+                (rec.fd, rec.want & _ALWAYS_READY)
+                for rec in self._always.values()
+                if rec.want & _ALWAYS_READY and not rec.held
+            ]
+            if ready:
+                timeout = 0.0
+                extra = [*(extra or ()), *ready]
         self._epoch = epoch = self._epoch + 1
         batch = self._backend.wait(timeout)
-        if refused:
-            batch = [*batch, *refused]
+        if extra:
+            batch = [*batch, *extra]
         # The hot path: per event one dict lookup, one comparison and one method call.
         get = self._records.get
         for fd, mask in batch:
@@ -557,14 +597,15 @@ class Poller:
                     wait = 0.0
                 self.poll(wait)
                 done += 1
-                if self._stopping or self._closed:
+                if self._stopping:
                     break
         finally:
             self._stopping = False
 
     def _has_work(self) -> bool:
         """Whether anything could end a wait: a registered transport, a pending timer or
-        a queued callback (asyncore's loop ends once its map is empty; so does this)."""
+        a queued callback (asyncore's loop ends once its map is empty; so does this).
+        Never after :meth:`close`, which drops them all."""
         return len(self._records) > (self._waker is not None) or bool(self._ready) or len(self._timers) > 0
 
     def stop(self) -> None:
@@ -593,9 +634,8 @@ class Poller:
             rec.dirty = False
             rec.os = 0
             mask = 0 if rec.held or rec.failure is not None else rec.want & self._supported
-            if mask:
-                self._backend.register(rec.fd, mask)
-                rec.os = mask
+            if mask and self._always.get(rec.fd) is not rec:
+                self._os_register(rec, mask)
         self._dirty.clear()
         if old_waker is not None:
             self._waker = Waker()
@@ -623,6 +663,7 @@ class Poller:
             self.unregister(waker)
         self._records.clear()
         self._dirty.clear()
+        self._always.clear()
         self._timers.clear()
         self._ready.clear()
         if waker is not None:

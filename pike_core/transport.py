@@ -431,7 +431,7 @@ class Transport:
         if self._state is not _CONNECTING or self.socket is None:
             return
         try:
-            self._connect_started(self.socket.connect_ex(address), address)
+            self._connect_started(self.poller.backend.start_connect(self.socket, address), address)
         except OSError as exc:
             self._fail(exc)
         else:

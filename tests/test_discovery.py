@@ -17,6 +17,7 @@ from typing import Dict
 import pytest
 
 from pike_core import (
+    ENTRY_POINT_GROUP,
     BackendRegistry,
     BackendUnavailableError,
     NoBackendError,
@@ -40,7 +41,19 @@ class Impl(SelectBackend):
     name = "{name}"
 """
 ELSEWHERE_POLLER = """
-raise ImportError("needs the Plan 9 rio interface, which this platform lacks")
+from pike_core import CannotRunHere
+raise CannotRunHere("needs the Plan 9 rio interface, which this platform lacks")
+"""
+#: A backend that finds out only when constructed that it cannot run here.
+TOO_OLD_POLLER = """
+from pike_core import CannotRunHere
+from pike_select.backend import SelectBackend
+
+class Impl(SelectBackend):
+    name = "{name}"
+
+    def __init__(self):
+        raise CannotRunHere("needs kernel 9.0 or later for its wait queue; use select")
 """
 
 
@@ -156,12 +169,34 @@ BROKEN_PLUGINS = {
     "not_a_backend": (GOOD_PLUGIN, "not a pike_core.Backend subclass"),
     # A poller written against pike-core 0.1's contract is told how to move on.
     "old_contract": (GOOD_PLUGIN, "the backend contract of pike-core 0.1; since 0.2 a backend subclasses"),
+    "old_spec": (
+        GOOD_PLUGIN.replace("backend=", "poller="),
+        "unexpected keyword argument 'poller' (BackendSpec(poller=...) is the contract of pike-core 0.1",
+    ),
+    # An ImportError that is not CannotRunHere is a fault, never "cannot run here".
+    "typo_in_module": (GOOD_PLUGIN, "loading 'pikeplug_aaa_broken_"),
+    "missing_dependency": (GOOD_PLUGIN, "ModuleNotFoundError: No module named 'no_such_dependency'"),
+    # Usable means it opens and watches a socket: else choosing it would fail at once.
+    "fails_to_open": (GOOD_PLUGIN, "opening it failed: Impl() raised OSError: [Errno 24] no epoll for you"),
+    "fails_to_register": (GOOD_PLUGIN, "opening it failed: registering a socket raised PermissionError"),
 }
 #: The backend module of the broken plugins that get as far as naming one.
 BROKEN_MODULES = {
     "not_a_backend": "class Impl:\n    pass\n",
     "old_contract": "from pike_core import Poller\nclass Impl(Poller):\n    pass\n",
+    "typo_in_module": "from pike_select.backend import SelectBackand as Impl\n",
+    "missing_dependency": "import no_such_dependency\n",
+    "fails_to_open": (
+        "from pike_select.backend import SelectBackend\nclass Impl(SelectBackend):\n"
+        "    def __init__(self):\n        raise OSError(24, 'no epoll for you')\n"
+    ),
+    "fails_to_register": (
+        "from pike_select.backend import SelectBackend\nclass Impl(SelectBackend):\n"
+        "    def register(self, fd, mask):\n        raise PermissionError('denied')\n"
+    ),
 }
+#: Words each broken plugin's problem must hold, beside its own.
+BROKEN_ALSO = {"typo_in_module": "cannot import name 'SelectBackand'"}
 
 
 @pytest.mark.parametrize("kind", sorted(BROKEN_PLUGINS))
@@ -174,8 +209,31 @@ def test_broken_plugin_is_listed_and_others_work(site: Site, kind: str) -> None:
     assert broken.broken
     assert not broken.usable
     assert expected in (broken.problem or "")
+    assert BROKEN_ALSO.get(kind, "") in (broken.problem or "")
     assert good.usable
     assert registry.choose().backend.name == "good"
+
+
+def test_backend_that_cannot_run_says_so_from_its_constructor(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site.add("future", GOOD_PLUGIN, TOO_OLD_POLLER)
+    [future] = site.registry().backends()
+    assert not future.usable
+    assert not future.broken
+    assert future.problem == "needs kernel 9.0 or later for its wait queue; use select"
+    monkeypatch.setenv("PIKE_POLLER", "future")
+    with pytest.raises(BackendUnavailableError, match=r"'future' cannot run here: needs kernel 9\.0"):
+        site.registry().choose()
+
+
+def test_unusable_broken_backend_is_named_as_such_when_asked_for(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site.add("shaky", GOOD_PLUGIN, BROKEN_MODULES["fails_to_open"])
+    monkeypatch.setenv("PIKE_POLLER", "shaky")
+    with pytest.raises(BackendUnavailableError, match=r"'shaky' is not usable: opening it failed: Impl\(\)"):
+        site.registry().choose()
 
 
 def test_missing_entry_point_target_is_broken_not_fatal(site: Site) -> None:
@@ -227,6 +285,33 @@ def _cli(*args: str, env_poller: str) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
+
+
+def test_cli_lists_broken_and_unopenable_backends_as_such(tmp_path: Path) -> None:
+    import os
+
+    site = Site(tmp_path)
+    site.group = ENTRY_POINT_GROUP
+    site.add("typo", GOOD_PLUGIN, BROKEN_MODULES["typo_in_module"])
+    site.add("shaky", GOOD_PLUGIN, BROKEN_MODULES["fails_to_open"])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    env.pop("PIKE_POLLER", None)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "pike_core", *args]
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
+
+    listing = cli("list")
+    assert listing.returncode == 0, listing.stderr
+    rows = {line.split()[0].lstrip("*"): line for line in listing.stdout.splitlines() if line.strip()}
+    assert "no: broken plugin: loading" in rows["typo"]
+    assert "ImportError: cannot import name 'SelectBackand'" in rows["typo"]
+    assert "no: opening it failed: Impl() raised OSError: [Errno 24] no epoll for you" in rows["shaky"]
+    # Asked for by name, it is refused with the reason, not run into a traceback.
+    named = cli("list", "--poller", "shaky")
+    assert named.returncode == 2
+    assert "'shaky' is not usable: opening it failed: Impl() raised OSError" in named.stderr
+    assert "Traceback" not in named.stderr + named.stdout
 
 
 def test_cli_with_unknown_poller_exits_nonzero_listing_installed() -> None:

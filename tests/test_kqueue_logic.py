@@ -30,7 +30,6 @@ import os
 import select
 import socket
 import sys
-import traceback
 import weakref
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
@@ -47,8 +46,8 @@ from pike_kqueue.kevents import (
     Filters,
 )
 
-from pike_core import Backend, Poller, available_backends
-from pike_core.conformance.support import Recorder, connected_pair, run_until
+from pike_core import Backend, CannotRunHere, Poller, available_backends
+from pike_core.conformance.support import Recorder, connected_pair, in_forked_child, run_until
 from pike_core.events import ERROR, INVALID, PRIORITY, READ, WRITE
 
 HAS_KQUEUE = hasattr(select, "kqueue")
@@ -537,7 +536,7 @@ def test_after_fork_of_several_backends_closes_nothing_the_child_opened(
 
 @pytest.mark.skipif(HAS_KQUEUE, reason="this platform has select.kqueue")
 def test_without_kqueue_the_backend_module_refuses_to_import_and_says_why() -> None:
-    with pytest.raises(ImportError, match=r"select\.kqueue is missing"):
+    with pytest.raises(CannotRunHere, match=r"select\.kqueue is missing"):
         importlib.import_module("pike_kqueue.backend")
     [status] = [s for s in available_backends() if s.name == "kqueue"]
     assert not status.usable
@@ -629,30 +628,18 @@ def test_a_forked_child_gets_a_kqueue_of_its_own_that_survives_collection(kqueue
     a, b = connected_pair()
     inherited = Recorder(kqueue_poller, a)
     kqueue_poller.poll(0)
-    report_r, report_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through the pipe
-        status = 1
-        try:
-            os.close(report_r)
-            # Before CPython 3.12.1 a collected parent kqueue object closed its number,
-            # which the child's new kqueue has taken.
-            gc.collect()
-            mine_a, mine_b = connected_pair()
-            mine = Recorder(kqueue_poller, mine_a)
-            mine_b.send(b"child")
-            run_until(kqueue_poller, lambda: bytes(mine.received) == b"child", what="the child's transport")
-            kqueue_poller.close()
-            status = 0
-        except BaseException:
-            os.write(report_w, traceback.format_exc().encode())
-        finally:
-            os._exit(status)
-    os.close(report_w)
-    with os.fdopen(report_r, "rb") as report:
-        problem = report.read().decode()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, f"the child failed:\n{problem}"
+
+    def child() -> None:
+        # Before CPython 3.12.1 a collected parent kqueue object closed its number,
+        # which the child's new kqueue has taken.
+        gc.collect()
+        mine_a, mine_b = connected_pair()
+        mine = Recorder(kqueue_poller, mine_a)
+        mine_b.send(b"child")
+        run_until(kqueue_poller, lambda: bytes(mine.received) == b"child", what="the child's transport")
+        kqueue_poller.close()
+
+    in_forked_child(child)
     b.send(b"parent")
     run_until(kqueue_poller, lambda: bytes(inherited.received) == b"parent", what="the parent's transport")
     inherited.close()

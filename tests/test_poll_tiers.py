@@ -378,7 +378,7 @@ def test_call_soon_threadsafe_wakes_a_loop_blocked_on_the_hot_set(
 
 
 @pytest.fixture
-def poller() -> Iterator[Poller]:
+def pike_poller() -> Iterator[Poller]:
     """Overrides the conformance plugin's fixture for the tests re-exported below."""
     instance = Poller(Tiered())
     try:
@@ -387,9 +387,23 @@ def poller() -> Iterator[Poller]:
         instance.close()
 
 
-_SUITE = ("bad_input", "connect", "data", "dispatch", "faults", "lifecycle", "loop", "write_buffer")
+_SUITE = (
+    "bad_input",
+    "connect",
+    "data",
+    "dispatch",
+    "faults",
+    "flow_control",
+    "lifecycle",
+    "loop",
+    "loop_contract",
+    "states",
+    "write_buffer",
+)
 _modules = {name: importlib.import_module(f"pike_core.conformance.test_{name}") for name in _SUITE}
+# The suite modules' own fixtures, for the tests re-exported below.
 world = _modules["bad_input"].world
+held = _modules["states"].held
 
 for _suite_name, _module in _modules.items():
     for _name, _test in list(vars(_module).items()):

@@ -58,6 +58,11 @@ ASYNCORE_TESTS = [
     "tests/compat/test_asyncore_semantics.py",
     "tests/compat/test_asyncore_startup.py",
 ]
+#: pike-asyncio's loop against the built wheels on the edge Pythons: 3.9 runs asyncio.run
+#: through the policy, and the frameworks' newest releases run on 3.13.
+ASYNCIO_TESTS = [
+    f"tests/asyncio_loop/{name}.py" for name in ("test_loop", "test_cpython_selectors", "test_frameworks")
+]
 
 
 def say(message: str) -> None:
@@ -244,6 +249,16 @@ def check_lint(_: Path) -> int:
         # The kqueue module is skipped by a Linux check (its select stubs have no kqueue).
         or run([tools / "mypy", "--platform", "darwin", ROOT / "backends" / "kqueue" / "pike_kqueue"])
         or run([tools / "mypy", "--platform", "win32", ROOT / "backends" / "iocp" / "pike_iocp"])
+        # Silent about pike_core's modules: their POSIX-only parts are checked above.
+        or run(
+            [
+                tools / "mypy",
+                "--platform",
+                "win32",
+                "--follow-imports=silent",
+                ROOT / "integrations" / "asyncio" / "pike_asyncio",
+            ]
+        )
         # The distributions' hook stubs are one file (tests/repository checks): check one.
         or run([tools / "mypy", ROOT / "bench" / "hatch_build.py"])
         or run([tools / "mkdocs", "build", "--strict", "--clean", "--site-dir", site])
@@ -283,7 +298,7 @@ def check_wheels(dist_dir: Path, version: str) -> int:
     ours = [*pip, "--no-index", "--find-links", dist_dir]
     outside = venv  # no clone on sys.path, no pytest configuration of the clone
     # Third-party requirements from the index first; ours only from the built files.
-    wanted = ["pike-core", *release.platform_backends(), "pike-bench", "pike-asyncore-shim"]
+    wanted = ["pike-core", *release.platform_backends(), "pike-bench", "pike-asyncio", "pike-asyncore-shim"]
     third_party = third_party_requirements(dist_dir, wanted)
     status = run([*pip, *third_party, "-r", ROOT / "requirements" / "test.txt"])
     status = status or run([*ours, "pike-core"])
@@ -298,7 +313,7 @@ def check_wheels(dist_dir: Path, version: str) -> int:
     if code != 2 or "pip install pike-bench" not in text:
         print("FAILED: `pike-core demo` without pike-bench did not say to install it")
         return 1
-    status = run([*ours, "pike-bench", "pike-asyncore-shim"])
+    status = run([*ours, "pike-bench", "pike-asyncio", "pike-asyncore-shim"])
     if status:
         return status
     code, text = output([bindir / "pike-core", "--version"], outside)
@@ -317,7 +332,7 @@ def check_wheels(dist_dir: Path, version: str) -> int:
             + (["--pike-poller", ",".join(backends)] if backends else []),
             outside,
         )
-        or run([*pytest, *ASYNCORE_TESTS])
+        or run([*pytest, *ASYNCORE_TESTS, *ASYNCIO_TESTS])
     )
 
 
@@ -378,6 +393,42 @@ def check_fresh_clone(_: Path) -> int:
     return 0
 
 
+class Skipped(Exception):
+    """Raised by a check that cannot run on this machine, with the reason."""
+
+
+#: The interpreter whose ``test`` package holds CPython's asyncore tests: the last one
+#: with asyncore, asynchat and smtpd.
+CPYTHON_ASYNCORE_PYTHON = "3.11"
+
+
+def check_cpython_asyncore(bindir: Path) -> int:
+    """CPython 3.11's own test_asyncore, test_asynchat and test_smtpd, from its ``test``
+    package, with ``import asyncore`` giving the drop-in (tools/cpython_asyncore_tests.py),
+    on each backend that declares what they expect."""
+    version = CPYTHON_ASYNCORE_PYTHON
+    if f"{sys.version_info[0]}.{sys.version_info[1]}" == version:
+        python = bindir / "python"
+    else:
+        found = find_python(version)
+        if found is None:
+            raise Skipped(
+                f"no Python {version} found (looked on PATH, under pyenv and through the py "
+                f"launcher); its test package holds the tests: pyenv install {version}"
+            )
+        python = ensure_venv(ROOT / ".cache" / f"venv-{version}", found, [project_layer()]) / "python"
+    script = ROOT / "tools" / "cpython_asyncore_tests.py"
+    code, missing = output([python, script, "--missing"], ROOT)
+    if code != 0:
+        return code
+    if missing.strip():
+        raise Skipped(
+            f"{python} has no {missing.strip()} in its test package (Debian and Ubuntu ship "
+            f"that apart, in libpython{version}-testsuite; pyenv builds have it)"
+        )
+    return run([python, script])
+
+
 def check_windows(_: Path) -> int:
     """pike-core under a real Windows CPython (Wine): pip installs the built wheels, and
     the conformance suite runs on iocp and select."""
@@ -397,6 +448,9 @@ CHECKS: Dict[str, Callable[[Path], int]] = {
         check_distributions
     ),
     f"fresh clone: dev.py demo with Python {' and '.join(EDGE_PYTHONS)}": check_fresh_clone,
+    f"CPython {CPYTHON_ASYNCORE_PYTHON}'s asyncore, asynchat and smtpd tests on the asyncore drop-in": (
+        check_cpython_asyncore
+    ),
     "Windows: pike-core installed by pip, iocp and select under Windows CPython on Wine": check_windows,
 }
 
@@ -409,18 +463,25 @@ def cmd_demo(argv: Sequence[str]) -> int:
 
 def cmd_test(argv: Sequence[str]) -> int:
     bindir = main_venv(["test"])
-    results: List[Tuple[str, int, float]] = []
+    # The status of each check; None: skipped, with the reason printed.
+    results: List[Tuple[str, Optional[int], float]] = []
     for name, check in CHECKS.items():
         if argv and not any(word in name for word in argv):
             continue
         say(name)
         start = time.monotonic()
-        status = check(bindir)
+        status: Optional[int]
+        try:
+            status = check(bindir)
+        except Skipped as exc:
+            print(f"SKIPPED: {exc}")
+            status = None
         results.append((name, status, time.monotonic() - start))
     say("summary")
     for name, status, seconds in results:
-        print(f"{'ok    ' if status == 0 else 'FAILED'} {seconds:7.1f} s  {name}")
-    return 0 if all(status == 0 for _, status, _ in results) else 1
+        word = "ok     " if status == 0 else "skipped" if status is None else "FAILED "
+        print(f"{word} {seconds:7.1f} s  {name}")
+    return 0 if all(not status for _, status, _ in results) else 1
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -28,6 +28,7 @@ DISTRIBUTIONS: Dict[str, Path] = {
     "pike-epoll": ROOT / "backends" / "epoll",
     "pike-kqueue": ROOT / "backends" / "kqueue",
     "pike-iocp": ROOT / "backends" / "iocp",
+    "pike-asyncio": ROOT / "integrations" / "asyncio",
     "pike-bench": ROOT / "bench",
     "pike-asyncore-shim": ROOT / "compat" / "asyncore-shim",
     "pike-smb2-shim": ROOT / "compat" / "pike-smb2-shim",

@@ -2,17 +2,26 @@
 
 It installs Wine from Debian's packages if it is missing, fetches the pinned Windows
 CPython (python.org's embeddable build, sha256-checked: a mismatch stops the step),
-installs pytest into it, and runs, under that interpreter:
+installs pytest, hypothesis, pyzmq, tornado and aiohttp into it, and runs, under that
+interpreter:
 
 1. a version line;
-2. pip itself (the host's bundled pip wheel), installing ``pike-core`` and ``pike-bench``
-   from wheels built here, with ``--no-index``: the environment markers of pike-core's
-   dependencies must bring pike-iocp and pike-select, and nothing else;
+2. pip itself (the host's bundled pip wheel), installing ``pike-core``, ``pike-bench`` and
+   ``pike-asyncio`` from wheels built here, with ``--no-index``: the environment markers
+   of pike-core's dependencies must bring pike-iocp and pike-select, and nothing else;
 3. ``pike-core --version``, ``pike-core list`` (which must choose ``iocp``) and a short
    ``pike-core demo``, through the launcher pip made;
 4. the conformance suite on the ``iocp`` and ``select`` backends (including the 500
    concurrent connections test, where select must refuse cleanly and iocp go on);
-5. an echo ping-pong throughput figure for iocp, select and asyncio's proactor loop.
+5. pike-asyncio's tests (``tests/asyncio_loop``) on iocp and select: CPython's own
+   ``test_selectors`` against PikeSelector, 2,000 concurrent asyncio stream connections,
+   TLS over ``asyncio.start_server(ssl=...)``, UDP, and pyzmq, tornado and aiohttp from
+   their PyPI wheels on the pike loop in one thread;
+6. an echo ping-pong throughput figure for iocp, select and asyncio's proactor loop.
+
+The embeddable interpreter ships no ``test`` package, which ``test_selectors`` and the
+TLS test's certificates come from: the same minor release's package of a host CPython
+(on PATH or under pyenv) is put on its path; without one, those tests skip saying so.
 
 Everything is cached under ``.cache/wine`` in the clone; the Wine processes it started are
 stopped at the end.  ``dev.py`` calls :func:`main` as one check::
@@ -24,8 +33,11 @@ from __future__ import annotations
 
 import argparse
 import ensurepip
+import glob
 import io
 import logging
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,13 +59,17 @@ from tools.wine_python import (  # noqa: E402
     to_windows_path,
 )
 
-#: What pip installs on Windows: a user's command, ``pip install pike-core pike-bench``.
-REQUESTED = ["pike-core", "pike-bench"]
+#: What pip installs on Windows, as a user's command would:
+#: ``pip install pike-core pike-bench pike-asyncio``.
+REQUESTED = ["pike-core", "pike-bench", "pike-asyncio"]
 #: What that must install: these and the backends pike-core's markers select for Windows.
 EXPECTED = {*REQUESTED, *release.platform_backends("win32")}
 #: Built for the Windows side: every distribution it may ask for, Windows or not, so that
 #: a marker that wrongly selects one shows up as an extra distribution installed.
 PROJECTS = [release.DISTRIBUTIONS[name] for name in release.DISTRIBUTIONS if not name.endswith("-shim")]
+#: From PyPI, as Windows wheels: the test runner, hypothesis (the stateful tests run on both
+#: backends there as well), and the libraries pike-asyncio serves.
+REQUIREMENTS = ["pytest", "hypothesis", "pyzmq", "tornado", "aiohttp"]
 BACKENDS = "iocp,select"
 MANY = "test_500_concurrent_connections"
 #: Per run under Wine; the whole suite takes well under a minute there.
@@ -78,6 +94,28 @@ def build_wheels(destination: Path) -> List[Path]:
     return sorted(destination.glob("*.whl"))
 
 
+def cpython_test_package(version: str, cache: Path) -> Optional[Path]:
+    """A folder holding CPython's ``test`` package of the Windows interpreter's minor
+    release, taken from a host interpreter (a link, not a copy); None if there is none."""
+    minor = ".".join(version.split(".")[:2])
+    found = shutil.which(f"python{minor}")
+    pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    candidates = [found] if found else []
+    candidates += sorted(glob.glob(f"{pyenv_root}/versions/{minor}.*/bin/python{minor}"), reverse=True)
+    where = "import os, test.support; print(os.path.dirname(os.path.dirname(test.support.__file__)))"
+    for python in candidates:
+        probe = subprocess.run([python, "-c", where], capture_output=True, text=True, check=False)
+        if probe.returncode == 0:
+            folder = cache / f"cpython-test-{minor}"
+            folder.mkdir(parents=True, exist_ok=True)
+            link = folder / "test"
+            if link.is_symlink():
+                link.unlink()
+            link.symlink_to(probe.stdout.strip(), target_is_directory=True)
+            return folder
+    return None
+
+
 def bundled_pip() -> Path:
     """The pip wheel this (host) Python bundles for ensurepip: pip runs from it as is."""
     wheels = sorted((Path(ensurepip.__file__).parent / "_bundled").glob("pip-*.whl"))
@@ -89,11 +127,10 @@ def bundled_pip() -> Path:
 def pip_install(python: WindowsPython, wheels: Path) -> int:
     """Install :data:`REQUESTED` with pip under Windows CPython from ``wheels`` alone,
     replacing what an earlier run installed; then check what came with them."""
-    # pip from its wheel, with platform's WMI queries off: pip asks platform about the
-    # system, and the WMI call aborts under Wine 8 (a function it lacks); without _wmi,
-    # platform falls back to sys.getwindowsversion().
+    # pip from its wheel (platform's WMI query, which pip makes and Wine 8 cannot answer,
+    # is gone: WindowsPython.prepare removes _wmi).
     run_pip = (
-        "import runpy, sys; sys.modules['_wmi'] = None; "
+        "import runpy, sys; "
         f"sys.path.insert(0, {to_windows_path(bundled_pip())!r}); "
         "runpy.run_module('pip', run_name='__main__', alter_sys=True)"
     )
@@ -144,6 +181,12 @@ def steps(python: WindowsPython, seconds: float) -> List[Tuple[str, List[str], s
             "",
         ),
         (
+            "pike-asyncio on iocp and select: CPython's test_selectors, streams, TLS, UDP, "
+            "pyzmq, tornado, aiohttp",
+            [*pytest, to_windows_path(ROOT / "tests" / "asyncio_loop"), "-rs"],
+            "",
+        ),
+        (
             "echo ping-pong throughput (information only: Wine is slow and noisy)",
             [
                 to_windows_path(ROOT / "tests" / "windows" / "echo_pingpong.py"),
@@ -175,14 +218,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with tempfile.TemporaryDirectory(prefix="pike-wheels-") as folder:
             wheels = Path(folder) / "wheels"
             build_wheels(wheels)
-            with WindowsPython.prepare(options.cache, options.version) as python:
-                python.install_requirements(["pytest"])
+            tests = cpython_test_package(options.version, options.cache)
+            if tests is None:
+                print(
+                    f"windows: no host CPython {options.version[:4]} with its test package: "
+                    "test_selectors and the TLS test will skip",
+                    flush=True,
+                )
+            extra = [] if tests is None else [tests]
+            with WindowsPython.prepare(options.cache, options.version, extra_paths=extra) as python:
+                python.install_requirements(REQUIREMENTS)
                 # Not platform.platform(): its WMI query hits a function Wine 8 lacks.
                 version = "import sys; print('Windows CPython', sys.version, sys.getwindowsversion()[:3])"
                 python.run(["-c", version], timeout=RUN_TIMEOUT)
-                print("\n--- Windows: pip install pike-core pike-bench (--no-index, the wheels built here)")
+                print(f"\n--- Windows: pip install {' '.join(REQUESTED)} (--no-index, the wheels built here)")
                 if pip_install(python, wheels) != 0:
-                    failed.append("pip install pike-core pike-bench")
+                    failed.append(f"pip install {' '.join(REQUESTED)}")
                 # Outside the clone, so what runs is the installed wheels, not the sources,
                 # and pytest finds none of the clone's configuration.
                 workdir = Path(folder)

@@ -366,6 +366,7 @@ class WindowsPython:
                 raise
             if boot is not None:
                 self._finish_prefix(boot)
+            self._without_wmi()
             self.set_paths(extra_paths)
         log.info(
             "Windows CPython %s ready in %.1f s (%s)",
@@ -505,6 +506,17 @@ class WindowsPython:
         for required in ("python.exe", self.pth_file.name):
             if not (destination / required).is_file():
                 raise WineError(f"{sdist.name}: {folder}/{required} missing from data.zip")
+
+    def _without_wmi(self) -> None:
+        """Remove the ``_wmi`` extension (CPython 3.12+), which Wine 8 cannot run.
+
+        It calls ``propsys.VariantToString``, which Wine 8 does not implement, so the
+        first ``platform.system()`` (hypothesis calls it on import) aborts the whole
+        interpreter.  Without the module, ``platform`` falls back to
+        ``sys.getwindowsversion()``, as it does on 3.11 and older.
+        """
+        with contextlib.suppress(FileNotFoundError):
+            (self.home / "_wmi.pyd").unlink()
 
     def set_paths(self, extra_paths: Sequence[Path] = ()) -> None:
         """Rewrite ``pythonXY._pth``: stdlib, home, site folder, extra paths.

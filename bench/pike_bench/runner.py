@@ -174,7 +174,7 @@ def _cores() -> Tuple[Optional[int], Optional[int]]:
 
 def find_servers(echo_server: Path) -> List[Server]:
     """The C reference, pike on every usable backend (plus the first one on a loop of
-    its own), asyncio, and uvloop when it is installed."""
+    its own), asyncio, asyncio on pike-asyncio's loop and uvloop when they are installed."""
     python = (sys.executable, "-m", "pike_bench.servers")
     servers = [Server("c", "C epoll (reference)", (str(echo_server),))]
     usable = [s for s in available_backends() if s.usable]
@@ -195,6 +195,10 @@ def find_servers(echo_server: Path) -> List[Server]:
         )
     )
     servers.append(Server("asyncio", "asyncio Protocol", (*python, "asyncio")))
+    if importlib.util.find_spec("pike_asyncio") is not None:
+        many = any(s.name == best and "many_fds" in s.capabilities for s in usable)
+        command = (*python, "pike-asyncio", "--backend", best)
+        servers.append(Server(f"pike-asyncio-{best}", f"asyncio Protocol, pike {best}", command, many))
     if importlib.util.find_spec("uvloop") is not None:
         servers.append(Server("uvloop", "uvloop Protocol", (*python, "uvloop")))
     return servers

@@ -9,7 +9,9 @@ installed, so none runs inside the measured loop).  KIND is
 * ``pike-own-loop``: the same transports and backend, but driven by a minimal loop
   written for this one job, which measures what the core's generic dispatch costs;
 * ``asyncio`` / ``uvloop``: an ``asyncio.Protocol`` echo server on the stdlib loop or
-  on uvloop.
+  on uvloop;
+* ``pike-asyncio``: the same ``asyncio.Protocol`` server on pike-asyncio's loop (asyncio's
+  selector loop on a ``PikeSelector``) over the named backend.
 
 Every server echoes with its framework's buffered write (``Transport.write``,
 ``asyncio.Transport.write``), sets TCP_NODELAY on accepted connections (asyncio does so
@@ -126,7 +128,7 @@ def raise_fd_limit() -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pike_bench.servers", description=__doc__)
-    parser.add_argument("kind", choices=["pike", "pike-own-loop", "asyncio", "uvloop"])
+    parser.add_argument("kind", choices=["pike", "pike-own-loop", "pike-asyncio", "asyncio", "uvloop"])
     parser.add_argument("--backend", help="pike backend name (pike kinds only)")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
@@ -137,6 +139,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         import uvloop  # noqa: PLC0415 - optional: only this server needs it
 
         uvloop.run(serve_asyncio(args.port))
+    elif args.kind == "pike-asyncio":
+        import pike_asyncio  # noqa: PLC0415 - a distribution of its own: only this server needs it
+
+        pike_asyncio.run(serve_asyncio(args.port), backend=args.backend)
     else:
         poller = registry.new_poller(args.backend)
         listener = EchoListener(poller, (HOST, args.port))

@@ -41,6 +41,8 @@ def test_smoke_runs_every_server_on_every_workload(tmp_path: Path) -> None:
     expected_servers = {"c", "asyncio"} | {f"pike-{b}" for b in ("epoll", "poll", "select")}
     if importlib.util.find_spec("uvloop") is not None:
         expected_servers.add("uvloop")
+    if importlib.util.find_spec("pike_asyncio") is not None:
+        expected_servers.add("pike-asyncio-epoll")
     assert expected_servers <= set(servers)
     cells = {(r["workload"], r["server"]): r for r in results["summary"]}
     for workload in results["workloads"]:

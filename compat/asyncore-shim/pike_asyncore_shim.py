@@ -44,6 +44,9 @@ class _AliasLoader:
         # The import system set __spec__ to the alias's; the target keeps its own, so
         # that importlib.reload() and pickling by module name still find it.
         module.__spec__ = self._target_spec
+        # Its classes take the alias's name, which repr() and log lines show, as the
+        # stdlib's asyncore.dispatcher did.
+        module._imported_as(MODULE)
 
 
 class AsyncoreFinder:

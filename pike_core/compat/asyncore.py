@@ -30,6 +30,11 @@ pass only touches what may have changed:
   each, and an OS call only when an answer changed), not with the idle ones of the base
   classes.  ``asynchat.async_chat`` overrides both, so 5,000 idle ``async_chat``
   connections still cost 10,000 predicate calls per pass (but no poll set rebuild).
+* The poll flavour dispatches each descriptor's events as the poller reports them; the
+  select flavour collects the pass first, to order it by kind.  A watched dispatcher
+  holds its channel (``_pike_channel``), so marking it is an attribute read, not a
+  lookup, and the module's own predicates are answered by reading what they read
+  (``accepting``, ``connected``, ``out_buffer``) rather than by calling them.
 * ``add_channel``/``del_channel``/``close`` update the poller directly.  A map changed
   behind their back (``map[fd] = obj``, ``del map[fd]``) is noticed by its size at the
   start of a pass, or when an event finds the map holding another object for that
@@ -56,28 +61,33 @@ pike-core's rules hold where asyncore did not say or was wrong:
 
 * An event for a descriptor whose dispatcher closed earlier in the same pass, or whose
   number a new dispatcher took since, is dropped instead of reaching the newcomer.
-* ``dispatcher.__getattr__`` forwards unknown attributes to the socket with a
-  ``DeprecationWarning``, as asyncore did up to Python 3.5 (3.6 to 3.11 had none), for
-  old code that calls ``self.getsockname()`` and the like.
 * A change of interest made from another thread (a ``send`` of ``dispatcher_with_send``)
   wakes the wait, which the stdlib left blocked until its timeout ran out.
-* A descriptor the backend cannot watch (``PIKE_POLLER=select`` beyond ``FD_SETSIZE``,
-  epoll and a regular file) fails that one dispatcher through its ``handle_error``,
-  where ``select()`` failed the whole loop.
+* A descriptor the backend cannot watch (``PIKE_POLLER=select`` beyond ``FD_SETSIZE``)
+  fails that one dispatcher through its ``handle_error``, where ``select()`` failed the
+  whole loop.  A regular file, which epoll refuses, is always ready on every backend, as
+  ``select()`` and ``poll()`` say.
 * Out-of-band data (``POLLPRI``) is reported by backends that declare the ``PRIORITY``
-  event (select, poll, epoll); on the others it is not.
+  event in ``Backend.supported`` (select, poll, epoll, iocp); on the others it is not.  The
+  ``poll2`` flavour's ``POLLHUP`` (a hang-up closes after the first read, data left
+  unread or not) comes from backends with the ``hangup`` capability (select where
+  Python has ``poll()``, poll, epoll); on the others a hang-up is read to its end.
+
+Imported as ``asyncore`` (through the shim), its classes carry that module name, so
+``repr()`` of a dispatcher and the log lines that show one say ``asyncore.dispatcher``.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import operator
 import os
 import select
 import socket
 import sys
 import threading
 import warnings
-import weakref
 from errno import (
     EAGAIN,
     EALREADY,
@@ -213,12 +223,21 @@ def _poll_flags(mask: int) -> int:
 # --- one pike-core poller per socket map --------------------------------------------
 
 
+#: How a channel's interest is found (``_Channel.known``): by asking its dispatcher on
+#: every pass; or, for the predicates of this module, by reading what they read.
+_ASKED: Final = 0
+_ALWAYS_WRITABLE: Final = 1
+_WRITABLE_WHILE_SENDING: Final = 2
+_READ_PRI: Final = events.READ | events.PRIORITY
+_READ_PRI_WRITE: Final = _READ_PRI | events.WRITE
+
+
 class _Channel:
     """What a map's pike-core poller holds for one descriptor of the map."""
 
     __slots__ = ("_fileno", "_rec", "dirty", "interest", "known", "obj", "owner")
 
-    def __init__(self, owner: _MapWatch, fd: int, obj: Any, known: bool) -> None:
+    def __init__(self, owner: _MapWatch, fd: int, obj: Any, known: int) -> None:
         self.owner = owner
         self._fileno = fd
         self._rec: Optional[Interest] = None
@@ -231,9 +250,26 @@ class _Channel:
         return self.interest
 
     def _handle_events(self, mask: int) -> None:
-        # Collected, not dispatched: asyncore's select flavour orders a whole pass's
-        # events by kind (all reads, then all writes), which needs the pass complete.
-        self.owner.batch.append((self, mask))
+        owner = self.owner
+        if owner.by_kind:
+            # Collected, not dispatched: asyncore's select flavour orders a whole pass's
+            # events by kind (all reads, then all writes), which needs the pass complete.
+            owner.batch.append((self, mask))
+            return
+        # The poll flavour: each descriptor's events together, as the poller reports
+        # them (the poller drops those of a channel unregistered earlier in the batch).
+        wanted = mask & (self.interest | _GONE)
+        if not wanted:
+            return
+        obj = self.obj
+        if owner.map.get(self._fileno) is not obj:
+            owner.stale = True
+            return
+        if self.known and not self.dirty:
+            # Asked again before the next wait, as after every event of its own.
+            self.dirty = True
+            owner.pending.append(self)
+        readwrite(obj, wanted if _POLL_IS_PIKE else _poll_flags(wanted))
 
     def close(self) -> None:
         """Called when the map's poller closes; the socket is the dispatcher's, not ours."""
@@ -251,6 +287,8 @@ class _MapWatch:
         # Dispatchers whose answers may have changed since they were last asked.
         self.pending: List[_Channel] = []
         self.batch: List[Tuple[_Channel, int]] = []
+        # Whether the current wait collects its events for the select flavour.
+        self.by_kind = False
         self.stale = True
         self.loop_thread = threading.get_ident()
 
@@ -273,6 +311,10 @@ class _MapWatch:
             self.forget(fd)
         channel = _Channel(self, fd, obj, _predicates_are_ours(obj))
         self.channels[fd] = channel
+        if isinstance(obj, dispatcher) and getattr(obj, "_map", None) is self.map:
+            # Its setters reach the channel of its own map without a lookup (see
+            # _interest_changed, which looks there).
+            obj._pike_channel = channel
         if channel.known:
             # Asked before the next wait, not now: add_channel runs inside __init__,
             # before a subclass has set what its predicates read.
@@ -285,6 +327,9 @@ class _MapWatch:
         if channel is None:
             return
         self.asked.pop(fd, None)
+        obj = channel.obj
+        if isinstance(obj, dispatcher) and obj._pike_channel is channel:
+            obj._pike_channel = None
         if channel._rec is not None:
             self.poller.unregister(channel)
 
@@ -306,42 +351,61 @@ class _MapWatch:
             return False
         return True
 
-    def prepare(self) -> None:
-        """Ask the dispatchers whose answers may differ from the poller's interest."""
+    def run(self, timeout: Optional[float], by_kind: bool) -> List[Tuple[_Channel, int]]:
+        """One pass: ask the dispatchers whose answers may differ from the poller's
+        interest, then wait for events, dispatched as they come in the poll flavour,
+        returned as a batch for the select flavour (``by_kind``)."""
         self.loop_thread = threading.get_ident()
-        if self.stale or len(self.map) != len(self.channels):
+        channels = self.channels
+        if self.stale or len(self.map) != len(channels):
             self.sync()
         if self.asked:
             for channel in list(self.asked.values()):
-                if self.channels.get(channel._fileno) is channel:
-                    self.update(channel)
+                if channels.get(channel._fileno) is channel:
+                    obj = channel.obj
+                    # PRIORITY is dropped by the poller where the backend cannot report it.
+                    interest = _READ_PRI if obj.readable() else 0
+                    # asyncore never watches a listening socket for writing.
+                    if obj.writable() and not obj.accepting:
+                        interest |= events.WRITE
+                    if interest != channel.interest:
+                        self.set_interest(channel, interest)
         # Popped from the one list, never swapped for a new one: a change marked from
         # another thread while this runs is either seen now or left for the next pass.
         pending = self.pending
         while pending:
             channel = pending.pop()
             channel.dirty = False
-            if self.channels.get(channel._fileno) is channel:
-                self.update(channel)
-
-    def update(self, channel: _Channel) -> None:
-        obj = channel.obj
-        interest = 0
-        if obj.readable():
-            # PRIORITY is dropped by the poller where the backend cannot report it.
-            interest = events.READ | events.PRIORITY
-        # asyncore never watches a listening socket for writing.
-        if obj.writable() and not obj.accepting:
-            interest |= events.WRITE
-        if interest == channel.interest:
-            return
+            if channels.get(channel._fileno) is channel:
+                # This module's predicates, answered from what they read: readable() is
+                # True; writable() is True, or dispatcher_with_send's.
+                obj = channel.obj
+                if obj.accepting or (
+                    channel.known == _WRITABLE_WHILE_SENDING and obj.connected and len(obj.out_buffer) == 0
+                ):
+                    interest = _READ_PRI
+                else:
+                    interest = _READ_PRI_WRITE
+                if interest != channel.interest:
+                    self.set_interest(channel, interest)
+        # Restored after: a handler may run a pass of the other flavour inside this one.
+        outer = self.by_kind
+        self.by_kind = by_kind
         try:
-            self.set_interest(channel, interest)
-        except (RegistrationError, OSError):
-            # Only this dispatcher fails (select() failed the whole loop), the asyncore way.
-            obj.handle_error()
+            self.poller.poll(timeout)
+        finally:
+            self.by_kind = outer
+        batch, self.batch = self.batch, []
+        return batch
 
     def set_interest(self, channel: _Channel, interest: int) -> None:
+        try:
+            self._watch(channel, interest)
+        except (RegistrationError, OSError):
+            # Only this dispatcher fails (select() failed the whole loop), the asyncore way.
+            channel.obj.handle_error()
+
+    def _watch(self, channel: _Channel, interest: int) -> None:
         channel.interest = interest
         rec = channel._rec
         if rec is None:
@@ -352,11 +416,6 @@ class _MapWatch:
             rec.want = interest
             self.poller._changed(rec)
 
-    def wait(self, timeout: Optional[float]) -> List[Tuple[_Channel, int]]:
-        self.poller.poll(timeout)
-        batch, self.batch = self.batch, []
-        return batch
-
     def close(self) -> None:
         self.poller.close()
 
@@ -364,27 +423,49 @@ class _MapWatch:
 # Keyed by id(): a map is a plain dict, which cannot be weakly referenced; the watch holds
 # the map, so the id stays unique, and is dropped when a pass finds the map empty.
 _watches: Dict[int, _MapWatch] = {}
-_known_classes: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
+#: The class attribute caching :func:`_predicates_are_ours`'s verdict on a class.
+_KNOWN: Final = "_pike_asyncore_predicates"
 
 
-def _predicates_are_ours(obj: Any) -> bool:
+def _predicates_are_ours(obj: Any) -> int:
+    """How ``obj``'s interest is found: ``_ASKED`` unless its ``readable`` and
+    ``writable`` are this module's, else which ``writable`` it has."""
     cls = type(obj)
-    known = _known_classes.get(cls)
+    # Kept in the class's own namespace (not inherited: a subclass is judged apart), so
+    # that a new connection costs one dictionary lookup here.
+    known: Optional[int] = cls.__dict__.get(_KNOWN)
     if known is None:
-        known = getattr(cls, "readable", None) is dispatcher.readable and any(
-            getattr(cls, "writable", None) is ours for ours in _OWN_WRITABLE
-        )
-        _known_classes[cls] = known
-    if not known:
-        return False
+        known = _ASKED
+        if getattr(cls, "readable", None) is dispatcher.readable:
+            writable = getattr(cls, "writable", None)
+            if writable is dispatcher.writable:
+                known = _ALWAYS_WRITABLE
+            elif writable is dispatcher_with_send.writable:
+                known = _WRITABLE_WHILE_SENDING
+        with contextlib.suppress(TypeError, AttributeError):
+            setattr(cls, _KNOWN, known)
     own = getattr(obj, "__dict__", None)
-    return not own or ("readable" not in own and "writable" not in own)
+    if own and ("readable" in own or "writable" in own):
+        return _ASKED
+    return known
 
 
 def _drop_watch(map: Dict[int, Any]) -> None:  # noqa: A002
     watch = _watches.pop(id(map), None)
     if watch is not None:
         watch.close()
+
+
+def _drop_every_watch() -> None:
+    # At interpreter exit: a map's poller holds a wake-up socket pair, which the
+    # interpreter's teardown would report as ResourceWarnings.  The dispatchers' sockets
+    # are theirs (the stdlib's asyncore left them open too); a later pass starts afresh.
+    while _watches:
+        _, watch = _watches.popitem()
+        watch.close()
+
+
+atexit.register(_drop_every_watch)
 
 
 def _pass(timeout: Optional[float], map: Optional[Dict[int, Any]], select_flavour: bool) -> None:  # noqa: A002
@@ -396,14 +477,9 @@ def _pass(timeout: Optional[float], map: Optional[Dict[int, Any]], select_flavou
     watch = _watches.get(id(map))
     if watch is None:
         watch = _watches[id(map)] = _MapWatch(map)
-    watch.prepare()
-    batch = watch.wait(timeout)
-    if not batch:
-        return
-    if select_flavour:
+    batch = watch.run(timeout, select_flavour)
+    if batch:
         _dispatch_by_kind(watch, batch)
-    else:
-        _dispatch_by_descriptor(watch, batch)
 
 
 def _dispatch_by_kind(watch: _MapWatch, batch: List[Tuple[_Channel, int]]) -> None:
@@ -426,16 +502,14 @@ def _dispatch_by_kind(watch: _MapWatch, batch: List[Tuple[_Channel, int]]) -> No
                 handler(channel.obj)
 
 
-def _dispatch_by_descriptor(watch: _MapWatch, batch: List[Tuple[_Channel, int]]) -> None:
-    for channel, mask in batch:
-        wanted = mask & (channel.interest | _GONE)
-        if wanted and watch.is_current(channel):
-            watch.changed(channel)
-            readwrite(channel.obj, _poll_flags(wanted))
-
-
 def _interest_changed(obj: Any) -> None:
     """Have ``obj``'s readable()/writable() asked again before the next wait."""
+    channel = obj._pike_channel
+    if channel is not None:
+        # Marked already while it is being dispatched: the common case, kept short.
+        if not channel.dirty:
+            channel.owner.changed(channel)
+        return
     watch = _watches.get(id(obj._map))
     if watch is not None:
         channel = watch.channels.get(obj._fileno)
@@ -497,6 +571,8 @@ class dispatcher:
     connecting = False
     closing = False
     addr: Any = None
+    # The channel of the map's poller watching it, while one does (set by the watch).
+    _pike_channel: Optional[_Channel] = None
     ignore_log_types: frozenset[str] = frozenset({"warning"})
 
     def __init__(self, sock: Optional[socket.socket] = None, map: Optional[Dict[int, Any]] = None) -> None:  # noqa: A002
@@ -532,23 +608,6 @@ class dispatcher:
             except TypeError:
                 status.append(repr(self.addr))
         return f"<{' '.join(status)} at {id(self):#x}>"
-
-    def __getattr__(self, attr: str) -> Any:
-        # asyncore before Python 3.6 forwarded unknown attributes to the socket (3.4 and
-        # 3.5 with a DeprecationWarning); old code still calls self.getsockname() & co.
-        sock = None if attr.startswith("__") else self.__dict__.get("socket")
-        try:
-            if sock is None:
-                raise AttributeError(attr)
-            value = getattr(sock, attr)
-        except AttributeError:
-            raise AttributeError(f"{type(self).__name__} instance has no attribute {attr!r}") from None
-        warnings.warn(
-            f"{type(self).__name__}.{attr} is deprecated; use {type(self).__name__}.socket.{attr} instead",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return value
 
     # --- the map ----------------------------------------------------------------------
 
@@ -777,24 +836,21 @@ class dispatcher_with_send(dispatcher):
         dispatcher.__init__(self, sock, map)
         self.out_buffer = b""
 
-    # writable() reads these two: their setters tell the poller its answer may change.
-    @property
-    def out_buffer(self) -> bytes:
-        return self._out_buffer
+    _out_buffer = b""
+    _connected = False
 
-    @out_buffer.setter
-    def out_buffer(self, value: bytes) -> None:
+    def _set_out_buffer(self, value: bytes) -> None:
         self._out_buffer = value
         _interest_changed(self)
 
-    @property
-    def connected(self) -> bool:
-        return self.__dict__.get("_connected", False)  # type: ignore[no-any-return]
-
-    @connected.setter
-    def connected(self, value: bool) -> None:
+    def _set_connected(self, value: bool) -> None:
         self._connected = value
         _interest_changed(self)
+
+    # writable() reads these two: their setters tell the poller its answer may change.
+    # The getters are C (attrgetter): a send reads out_buffer three times.
+    out_buffer = property(operator.attrgetter("_out_buffer"), _set_out_buffer)
+    connected = property(operator.attrgetter("_connected"), _set_connected)
 
     def initiate_send(self) -> None:
         num_sent = dispatcher.send(self, self.out_buffer[:65536])
@@ -812,9 +868,6 @@ class dispatcher_with_send(dispatcher):
             self.log_info(f"sending {data!r}")
         self.out_buffer = self.out_buffer + data
         self.initiate_send()
-
-
-_OWN_WRITABLE: Final = (dispatcher.writable, dispatcher_with_send.writable)
 
 
 def compact_traceback() -> Tuple[Tuple[str, str, str], Any, Any, str]:
@@ -908,3 +961,14 @@ if os.name == "posix":
             self.add_channel()
 
     __all__ += ["file_dispatcher", "file_wrapper"]
+
+
+def _imported_as(name: str) -> None:
+    """Give this module's classes the module name ``name``: the pike-asyncore-shim calls
+    it with ``"asyncore"`` when ``import asyncore`` gives this module, so that ``repr()``
+    of a dispatcher, and the log lines that show one, say ``asyncore.dispatcher`` as the
+    stdlib's did."""
+    for public in __all__:
+        value = globals()[public]
+        if isinstance(value, type):
+            value.__module__ = name

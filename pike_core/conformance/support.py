@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 import time
+import traceback
 from typing import Any, Callable, Collection, List, Optional, Tuple
 
 from pike_core import Backend, Poller, Transport, events
@@ -120,6 +121,83 @@ def connected_pair(family: int = socket.AF_INET) -> Tuple[socket.socket, socket.
     return a, b
 
 
+def drain_into(sock: socket.socket, got: bytearray) -> None:
+    """Add to ``got`` everything the non-blocking ``sock`` has received so far."""
+    try:
+        while True:
+            data = sock.recv(1 << 20)
+            if not data:
+                return
+            got.extend(data)
+    except BlockingIOError:
+        pass
+
+
+def read_until(poller: Poller, sock: socket.socket, size: int, what: str, timeout: float = DEADLINE) -> bytes:
+    """Poll until the non-blocking ``sock`` (a raw peer of a transport) has received
+    ``size`` bytes; everything it received."""
+    got = bytearray()
+
+    def arrived() -> bool:
+        drain_into(sock, got)
+        return len(got) >= size
+
+    run_until(poller, arrived, timeout, what)
+    return bytes(got)
+
+
+def read_to_end(poller: Poller, sock: socket.socket, what: str, timeout: float = DEADLINE) -> bytes:
+    """Poll until the non-blocking ``sock`` (a raw peer of a transport) reads end of
+    stream; everything it received before."""
+    got = bytearray()
+
+    def ended() -> bool:
+        while True:
+            try:
+                data = sock.recv(1 << 20)
+            except BlockingIOError:
+                return False
+            if not data:
+                return True
+            got.extend(data)
+
+    run_until(poller, ended, timeout, what)
+    return bytes(got)
+
+
+def assert_quiet_while_writes_wait(poller: Poller, transport: Transport, why: str) -> None:
+    """``transport`` has writes waiting for a peer that reads nothing: the poller must
+    idle all the same (watched for writing only, whatever else the socket holds)."""
+    for _ in range(3):
+        poller.poll(0.01)
+    assert transport.write_buffer_size > 0, "the peer reads nothing yet, so some bytes must wait"
+    waits, cpu = idle_cost(poller)
+    assert waits <= 2, f"{waits} waits in 0.5 s {why}, writes waiting"
+    assert cpu < 0.05, f"{cpu:.2f} s of CPU in 0.5 s {why}, writes waiting"
+
+
+def in_forked_child(body: Callable[[], object]) -> None:
+    """Run ``body`` in a child made by ``fork()``; fail with the child's traceback if it
+    raised (the child reports through a pipe and leaves with ``os._exit``)."""
+    report_r, report_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        status = 1
+        try:
+            os.close(report_r)
+            body()
+            status = 0
+        except BaseException:
+            os.write(report_w, traceback.format_exc().encode())
+        finally:
+            os._exit(status)
+    os.close(report_w)
+    with os.fdopen(report_r, "rb") as report:
+        problem = report.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, f"the child failed:\n{problem}"
+
+
 def open_descriptor_count() -> int:
     """How many descriptors (handles, on Windows) this process holds open."""
     if sys.platform == "win32":
@@ -212,3 +290,14 @@ def waits_while_idle(poller: Poller, seconds: float = 0.5) -> int:
     with WaitLog(poller) as log:
         poller.loop(timeout=seconds)
     return len(log.timeouts)
+
+
+def idle_cost(poller: Poller, seconds: float = 0.5) -> Tuple[int, float]:
+    """``(waits, CPU seconds)`` of ``seconds`` of ``loop()`` with nothing to do on
+    ``poller``.  A backend that spins inside one wait (a
+    completion it drops and asks for again) shows in the CPU, not in the waits: a
+    blocked loop uses next to none, such a spin 0.15 s even under Wine, where most of
+    it is spent in wineserver and not counted."""
+    cpu = time.process_time()
+    waits = waits_while_idle(poller, seconds)
+    return waits, time.process_time() - cpu

@@ -49,8 +49,8 @@ class World:
 
 
 @pytest.fixture
-def world(poller: Poller) -> Iterator[World]:
-    w = World(poller)
+def world(pike_poller: Poller) -> Iterator[World]:
+    w = World(pike_poller)
     try:
         yield w
     finally:
@@ -139,9 +139,9 @@ def test_every_bad_call_is_a_clear_error_and_nothing_else_breaks(world: World) -
     assert world.bystander.calls.count("error") == 0
 
 
-def test_huge_recv_size_returns_what_is_there(poller: Poller) -> None:
+def test_huge_recv_size_returns_what_is_there(pike_poller: Poller) -> None:
     a, b = connected_pair()
-    t = Transport(alternate_poller=poller, sock=a)
+    t = Transport(alternate_poller=pike_poller, sock=a)
     b.send(b"small")
     got = bytearray()
 
@@ -150,41 +150,41 @@ def test_huge_recv_size_returns_what_is_there(poller: Poller) -> None:
         got.extend(t.recv(1 << 62))
         return bytes(got) == b"small"
 
-    run_until(poller, read_huge, what="the bytes through recv(2**62)")
+    run_until(pike_poller, read_huge, what="the bytes through recv(2**62)")
     t.close()
     b.close()
 
 
-def test_connect_with_bad_address_leaves_transport_usable(poller: Poller) -> None:
+def test_connect_with_bad_address_leaves_transport_usable(pike_poller: Poller) -> None:
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
-    client = Recorder(poller)
+    client = Recorder(pike_poller)
     client.create_socket()
     with pytest.raises(TypeError):
         client.connect("not an address")
     assert not client.connecting
     assert not client.closed
     client.connect(server.getsockname())
-    run_until(poller, lambda: client.connected, what="the retry with a good address")
+    run_until(pike_poller, lambda: client.connected, what="the retry with a good address")
     assert client.calls == ["connect"]
     client.close()
     server.close()
 
 
-def test_closed_poller_refuses_with_its_own_error(poller: Poller) -> None:
+def test_closed_poller_refuses_with_its_own_error(pike_poller: Poller) -> None:
     a, b = connected_pair()
-    t = Recorder(poller, a)
-    poller.close()
+    t = Recorder(pike_poller, a)
+    pike_poller.close()
     for call in (
-        lambda: poller.poll(0),
-        lambda: poller.loop(count=1),
-        lambda: poller.call_later(0, print),
-        lambda: poller.call_soon(print),
-        lambda: poller.register(t),
+        lambda: pike_poller.poll(0),
+        lambda: pike_poller.loop(count=1),
+        lambda: pike_poller.call_later(0, print),
+        lambda: pike_poller.call_soon(print),
+        lambda: pike_poller.register(t),
     ):
         with pytest.raises(PollerClosedError):
             call()
     # Other threads may race a close: their calls are no-ops, never errors.
-    poller.call_soon_threadsafe(print)
+    pike_poller.call_soon_threadsafe(print)
     b.close()

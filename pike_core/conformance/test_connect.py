@@ -13,14 +13,14 @@ from pike_core import Poller, Transport
 from .support import Listener, Recorder, free_port, run_until
 
 
-def test_connect_success_calls_handle_connect_once(poller: Poller) -> None:
-    server = Listener(poller, Recorder)
-    client = Recorder(poller)
+def test_connect_success_calls_handle_connect_once(pike_poller: Poller) -> None:
+    server = Listener(pike_poller, Recorder)
+    client = Recorder(pike_poller)
     client.create_socket()
     client.connect(server.addr)
-    run_until(poller, lambda: client.calls and server.accepted, what="connect and accept")
+    run_until(pike_poller, lambda: client.calls and server.accepted, what="connect and accept")
     for _ in range(5):
-        poller.poll(0.01)
+        pike_poller.poll(0.01)
     assert client.calls == ["connect"]
     assert client.connected
     assert not client.connecting
@@ -28,7 +28,7 @@ def test_connect_success_calls_handle_connect_once(poller: Poller) -> None:
     assert client.send(b"ping") == 4
     peer = server.accepted[0]
     assert isinstance(peer, Recorder)
-    run_until(poller, lambda: bytes(peer.received) == b"ping", what="data after connect")
+    run_until(pike_poller, lambda: bytes(peer.received) == b"ping", what="data after connect")
 
 
 class KeepOpenOnError(Recorder):
@@ -39,8 +39,8 @@ class KeepOpenOnError(Recorder):
         self.errors.append(sys.exc_info()[1])  # type: ignore[arg-type]
 
 
-def test_connect_refused_is_never_connected(poller: Poller) -> None:
-    client = KeepOpenOnError(poller)
+def test_connect_refused_is_never_connected(pike_poller: Poller) -> None:
+    client = KeepOpenOnError(pike_poller)
     client.create_socket()
     port = free_port()
     try:
@@ -49,17 +49,17 @@ def test_connect_refused_is_never_connected(poller: Poller) -> None:
         # Refused before connect() returned: reported by the exception itself.
         pass
     else:
-        run_until(poller, lambda: client.closed, what="the refused connect to be reported")
+        run_until(pike_poller, lambda: client.closed, what="the refused connect to be reported")
         assert client.calls == ["error", "close"]
         assert isinstance(client.errors[0], ConnectionRefusedError)
     assert "connect" not in client.calls
     assert not client.connected
     assert client.closed
-    assert not poller.is_registered(client)
-    assert poller.transports() == []
+    assert not pike_poller.is_registered(client)
+    assert pike_poller.transports() == []
 
 
-def test_failed_connect_with_default_handlers_closes_and_unregisters(poller: Poller) -> None:
+def test_failed_connect_with_default_handlers_closes_and_unregisters(pike_poller: Poller) -> None:
     closes = []
 
     class Client(Transport):
@@ -70,27 +70,27 @@ def test_failed_connect_with_default_handlers_closes_and_unregisters(poller: Pol
             closes.append(True)
             super().handle_close()
 
-    client = Client(alternate_poller=poller)
+    client = Client(alternate_poller=pike_poller)
     client.create_socket()
     with contextlib.suppress(ConnectionRefusedError):
         client.connect(("127.0.0.1", free_port()))
-    run_until(poller, lambda: client.closed, what="the refused connect to close the transport")
+    run_until(pike_poller, lambda: client.closed, what="the refused connect to close the transport")
     assert len(closes) <= 1
-    assert poller.transports() == []
+    assert pike_poller.transports() == []
 
 
-def test_connect_without_socket_is_a_clear_error(poller: Poller) -> None:
-    client = Recorder(poller)
+def test_connect_without_socket_is_a_clear_error(pike_poller: Poller) -> None:
+    client = Recorder(pike_poller)
     with pytest.raises(OSError, match="create_socket"):
         client.connect(("127.0.0.1", 1))
 
 
-def test_unix_connect_to_missing_path_raises_and_closes(poller: Poller, tmp_path: object) -> None:
+def test_unix_connect_to_missing_path_raises_and_closes(pike_poller: Poller, tmp_path: object) -> None:
     if not hasattr(socket, "AF_UNIX"):
         pytest.skip("AF_UNIX sockets do not exist on this platform")
-    client = Recorder(poller)
+    client = Recorder(pike_poller)
     client.create_socket(socket.AF_UNIX)
     with pytest.raises(FileNotFoundError):
         client.connect(f"{tmp_path}/no-such-socket")
     assert client.closed
-    assert poller.transports() == []
+    assert pike_poller.transports() == []

@@ -16,9 +16,9 @@ from pike_core import Poller, Transport
 from .support import Listener, Recorder, connected_pair, run_until
 
 
-def test_recv_would_block_returns_empty_bytes(poller: Poller) -> None:
+def test_recv_would_block_returns_empty_bytes(pike_poller: Poller) -> None:
     a, b = connected_pair()
-    t = Recorder(poller, a)
+    t = Recorder(pike_poller, a)
     try:
         assert t.recv(1024) == b""
         assert t.calls == []
@@ -28,22 +28,24 @@ def test_recv_would_block_returns_empty_bytes(poller: Poller) -> None:
         b.close()
 
 
-def test_peer_close_reaches_handle_close(poller: Poller) -> None:
+def test_peer_close_reaches_handle_close(pike_poller: Poller) -> None:
     a, b = connected_pair()
-    t = Recorder(poller, a)
+    t = Recorder(pike_poller, a)
     b.sendall(b"last words")
     b.close()
-    run_until(poller, lambda: t.closed, what="EOF to reach handle_close")
+    run_until(pike_poller, lambda: t.closed, what="EOF to reach handle_close")
     assert bytes(t.received) == b"last words"
     assert t.count("close") == 1
     assert "error" not in t.calls
 
 
 @pytest.mark.parametrize("read_size", [1, 65536, 65537, 262144, 1 << 20, 1 << 40])
-def test_every_read_size_gets_the_bytes_exactly_then_end_of_stream(poller: Poller, read_size: int) -> None:
+def test_every_read_size_gets_the_bytes_exactly_then_end_of_stream(
+    pike_poller: Poller, read_size: int
+) -> None:
     # Sizes above 64 KiB take another path inside recv() (a reused buffer, copied out).
     a, b = connected_pair()
-    t = Recorder(poller, a)
+    t = Recorder(pike_poller, a)
     t.read_size = read_size
     payload = os.urandom(300_000 if read_size > 1 else 3_000)
     unsent = memoryview(payload)
@@ -57,19 +59,19 @@ def test_every_read_size_gets_the_bytes_exactly_then_end_of_stream(poller: Polle
                 b.close()
         return t.closed
 
-    run_until(poller, feed_until_closed, what=f"{len(payload)} bytes and EOF through recv({read_size})")
+    run_until(pike_poller, feed_until_closed, what=f"{len(payload)} bytes and EOF through recv({read_size})")
     assert bytes(t.received) == payload
     assert t.count("close") == 1
     assert "error" not in t.calls
 
 
-def test_peer_reset_reaches_handle_close(poller: Poller) -> None:
+def test_peer_reset_reaches_handle_close(pike_poller: Poller) -> None:
     a, b = connected_pair()
-    t = Recorder(poller, a)
+    t = Recorder(pike_poller, a)
     # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
     b.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     b.close()
-    run_until(poller, lambda: t.closed, what="a reset to reach handle_close")
+    run_until(pike_poller, lambda: t.closed, what="a reset to reach handle_close")
     assert t.count("close") == 1
     assert "error" not in t.calls
 
@@ -84,9 +86,9 @@ def _fill(t: Transport) -> int:
         total += sent
 
 
-def test_send_would_block_returns_zero_then_one_handle_write(poller: Poller) -> None:
+def test_send_would_block_returns_zero_then_one_handle_write(pike_poller: Poller) -> None:
     a, b = connected_pair()
-    t = Recorder(poller, a)
+    t = Recorder(pike_poller, a)
     try:
         total = _fill(t)
         assert total > 0
@@ -96,28 +98,28 @@ def test_send_would_block_returns_zero_then_one_handle_write(poller: Poller) -> 
             try:
                 drained += len(b.recv(1 << 20))
             except BlockingIOError:
-                poller.poll(0.01)
-        run_until(poller, lambda: t.count("write") >= 1, what="handle_write after would-block")
+                pike_poller.poll(0.01)
+        run_until(pike_poller, lambda: t.count("write") >= 1, what="handle_write after would-block")
         for _ in range(10):
-            poller.poll(0.01)
+            pike_poller.poll(0.01)
         assert t.calls == ["write"]
     finally:
         t.close()
         b.close()
 
 
-def test_defer_write_gives_exactly_one_handle_write(poller: Poller) -> None:
+def test_defer_write_gives_exactly_one_handle_write(pike_poller: Poller) -> None:
     a, b = connected_pair()
-    t = Recorder(poller, a)
+    t = Recorder(pike_poller, a)
     try:
-        poller.defer_write(t)
-        poller.defer_write(t)
-        run_until(poller, lambda: t.count("write") >= 1, what="the deferred write")
+        pike_poller.defer_write(t)
+        pike_poller.defer_write(t)
+        run_until(pike_poller, lambda: t.count("write") >= 1, what="the deferred write")
         for _ in range(10):
-            poller.poll(0.01)
+            pike_poller.poll(0.01)
         assert t.calls == ["write"]
-        poller.defer_write(t)
-        run_until(poller, lambda: t.count("write") >= 2, what="a second deferred write")
+        pike_poller.defer_write(t)
+        run_until(pike_poller, lambda: t.count("write") >= 2, what="a second deferred write")
         assert t.calls == ["write", "write"]
     finally:
         t.close()
@@ -135,16 +137,16 @@ class HalfCloser(Recorder):
         self.close()
 
 
-def test_half_close_still_receives_after_shutdown(poller: Poller) -> None:
-    server = Listener(poller, HalfCloser)
-    client = Recorder(poller)
+def test_half_close_still_receives_after_shutdown(pike_poller: Poller) -> None:
+    server = Listener(pike_poller, HalfCloser)
+    client = Recorder(pike_poller)
     client.create_socket()
     client.connect(server.addr)
-    run_until(poller, lambda: client.connected, what="connect")
+    run_until(pike_poller, lambda: client.connected, what="connect")
     payload = os.urandom(5000)
     assert client.send(payload) == len(payload)
     client.shutdown(socket.SHUT_WR)
-    run_until(poller, lambda: client.closed, what="the reply and EOF after half-close")
+    run_until(pike_poller, lambda: client.closed, what="the reply and EOF after half-close")
     assert bytes(client.received) == hashlib.sha256(payload).digest()
     assert client.count("close") == 1
 
@@ -204,11 +206,11 @@ def _echo_through(poller: Poller, family: int, address: object, size: int) -> No
     assert bytes(client.received) == payload
 
 
-def test_8_mib_both_directions_byte_exact(poller: Poller) -> None:
-    _echo_through(poller, socket.AF_INET, ("127.0.0.1", 0), 8 << 20)
+def test_8_mib_both_directions_byte_exact(pike_poller: Poller) -> None:
+    _echo_through(pike_poller, socket.AF_INET, ("127.0.0.1", 0), 8 << 20)
 
 
-def test_ipv6(poller: Poller) -> None:
+def test_ipv6(pike_poller: Poller) -> None:
     if not socket.has_ipv6:
         pytest.skip("this Python was built without IPv6")
     try:
@@ -216,25 +218,25 @@ def test_ipv6(poller: Poller) -> None:
             probe.bind(("::1", 0))
     except OSError as exc:
         pytest.skip(f"no IPv6 loopback on this machine: {exc}")
-    _echo_through(poller, socket.AF_INET6, ("::1", 0), 256 << 10)
+    _echo_through(pike_poller, socket.AF_INET6, ("::1", 0), 256 << 10)
 
 
-def test_af_unix(poller: Poller, tmp_path: object) -> None:
+def test_af_unix(pike_poller: Poller, tmp_path: object) -> None:
     if not hasattr(socket, "AF_UNIX"):
         pytest.skip("AF_UNIX sockets do not exist on this platform")
-    _echo_through(poller, socket.AF_UNIX, f"{tmp_path}/echo.sock", 256 << 10)
+    _echo_through(pike_poller, socket.AF_UNIX, f"{tmp_path}/echo.sock", 256 << 10)
 
 
-def test_listen_and_accept_100_clients(poller: Poller) -> None:
-    server = Listener(poller, Echo)
+def test_listen_and_accept_100_clients(pike_poller: Poller) -> None:
+    server = Listener(pike_poller, Echo)
     clients: List[Pump] = []
     for i in range(100):
-        client = Pump(poller, f"client {i:03d}".encode())
+        client = Pump(pike_poller, f"client {i:03d}".encode())
         client.create_socket()
         client.connect(server.addr)
         clients.append(client)
     run_until(
-        poller,
+        pike_poller,
         lambda: all(bytes(c.received) == bytes(c.payload) for c in clients),
         what="100 clients accepted and echoed",
     )

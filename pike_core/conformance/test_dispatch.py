@@ -24,20 +24,20 @@ class Closer(Recorder):
             self.victim.close()
 
 
-def test_close_inside_callback_stops_callbacks_in_that_batch(poller: Poller) -> None:
+def test_close_inside_callback_stops_callbacks_in_that_batch(pike_poller: Poller) -> None:
     a1, b1 = connected_pair()
     a2, b2 = connected_pair()
-    first, second = Closer(poller, a1), Closer(poller, a2)
+    first, second = Closer(pike_poller, a1), Closer(pike_poller, a2)
     first.victim, second.victim = second, first
     b1.send(b"1")
     b2.send(b"2")
-    run_until(poller, lambda: first.calls or second.calls, what="one read")
+    run_until(pike_poller, lambda: first.calls or second.calls, what="one read")
     # Both were readable in one batch; whichever ran first closed the other.
     reads = first.count("read") + second.count("read")
     assert reads == 1, (first.calls, second.calls)
     assert first.closed != second.closed
     for _ in range(5):
-        poller.poll(0.01)
+        pike_poller.poll(0.01)
     assert first.count("read") + second.count("read") == 1
     for t in (first, second):
         t.close()
@@ -51,21 +51,24 @@ class SelfCloser(Recorder):
         self.close()
 
 
-def test_close_in_read_prevents_write_of_same_event(poller: Poller) -> None:
+def test_close_in_read_prevents_write_of_same_event(pike_poller: Poller) -> None:
     a, b = connected_pair()
-    t = SelfCloser(poller, a)
-    poller.defer_write(t)
+    t = SelfCloser(pike_poller, a)
+    pike_poller.defer_write(t)
     b.send(b"x")
-    run_until(poller, lambda: t.closed, what="the read that closes")
+    run_until(pike_poller, lambda: t.closed, what="the read that closes")
     assert t.calls == ["read"]
     b.close()
 
 
 class Reuser(Recorder):
-    """Closes ``victim`` and puts a fresh transport on the very same descriptor number."""
+    """Closes ``victim`` and puts a fresh transport on the very same descriptor number;
+    with ``nested``, then polls from inside the callback (as pike-smb2's Future.wait()
+    does), which must not make the outer batch forget that the number changed hands."""
 
     victim: Optional[Recorder] = None
     newcomers: List[Recorder]
+    nested = False
 
     def handle_read(self) -> None:
         super().handle_read()
@@ -82,23 +85,27 @@ class Reuser(Recorder):
             fresh.close()
             fresh = socket.socket(fileno=number)
         self.newcomers.append(Recorder(self.poller, fresh))
+        if self.nested:
+            self.poller.poll(0)
 
 
-def test_descriptor_reused_in_one_batch_is_not_confused(poller: Poller) -> None:
+@pytest.mark.parametrize("nested", [False, True], ids=["", "nested-poll"])
+def test_descriptor_reused_in_one_batch_is_not_confused(pike_poller: Poller, nested: bool) -> None:
     a1, b1 = connected_pair()
     a2, b2 = connected_pair()
-    first, second = Reuser(poller, a1), Reuser(poller, a2)
+    first, second = Reuser(pike_poller, a1), Reuser(pike_poller, a2)
     newcomers: List[Recorder] = []
     first.newcomers = second.newcomers = newcomers
+    first.nested = second.nested = nested
     first.victim, second.victim = second, first
     b1.send(b"1")
     b2.send(b"2")
-    run_until(poller, lambda: newcomers, what="the descriptor to be reused")
+    run_until(pike_poller, lambda: newcomers, what="the descriptor to be reused")
     newcomer = newcomers[0]
     # The old owner's readiness must not reach the new owner, which has nothing to read.
     assert newcomer.calls == []
     for _ in range(5):
-        poller.poll(0.01)
+        pike_poller.poll(0.01)
     assert newcomer.calls == []
     assert first.count("read") + second.count("read") == 1
     for t in (first, second, newcomer):
@@ -113,22 +120,22 @@ class Raiser(Recorder):
         raise ZeroDivisionError("bug in a callback")
 
 
-def test_callback_exception_goes_to_handle_error_and_loop_goes_on(poller: Poller) -> None:
+def test_callback_exception_goes_to_handle_error_and_loop_goes_on(pike_poller: Poller) -> None:
     a1, b1 = connected_pair()
     a2, b2 = connected_pair()
-    bad, good = Raiser(poller, a1), Recorder(poller, a2)
+    bad, good = Raiser(pike_poller, a1), Recorder(pike_poller, a2)
     b1.send(b"boom")
-    run_until(poller, lambda: bad.errors, what="handle_error")
+    run_until(pike_poller, lambda: bad.errors, what="handle_error")
     assert isinstance(bad.errors[0], ZeroDivisionError)
     assert bad.calls == ["read", "error"]
     b2.send(b"still served")
-    run_until(poller, lambda: bytes(good.received) == b"still served", what="the other transport")
+    run_until(pike_poller, lambda: bytes(good.received) == b"still served", what="the other transport")
     good.close()
     b1.close()
     b2.close()
 
 
-def test_default_handle_error_logs_and_closes(poller: Poller, caplog: pytest.LogCaptureFixture) -> None:
+def test_default_handle_error_logs_and_closes(pike_poller: Poller, caplog: pytest.LogCaptureFixture) -> None:
     from pike_core import Transport
 
     class Buggy(Transport):
@@ -136,12 +143,12 @@ def test_default_handle_error_logs_and_closes(poller: Poller, caplog: pytest.Log
             raise ValueError("callback bug")
 
     a, b = connected_pair()
-    t = Buggy(alternate_poller=poller, sock=a)
+    t = Buggy(alternate_poller=pike_poller, sock=a)
     b.send(b"x")
     with caplog.at_level("ERROR", logger="pike_core"):
-        run_until(poller, lambda: t.closed, what="the default handle_error to close")
+        run_until(pike_poller, lambda: t.closed, what="the default handle_error to close")
     assert "callback bug" in caplog.text
-    assert poller.transports() == []
+    assert pike_poller.transports() == []
     b.close()
 
 
@@ -150,41 +157,41 @@ class Interrupter(Recorder):
         raise KeyboardInterrupt
 
 
-def test_keyboard_interrupt_propagates(poller: Poller) -> None:
+def test_keyboard_interrupt_propagates(pike_poller: Poller) -> None:
     a, b = connected_pair()
-    t = Interrupter(poller, a)
+    t = Interrupter(pike_poller, a)
     b.send(b"^C")
     with pytest.raises(KeyboardInterrupt):
-        poller.loop(timeout=5)
+        pike_poller.loop(timeout=5)
     assert not t.errors
     t.close()
     b.close()
 
 
-def test_system_exit_from_timer_propagates(poller: Poller) -> None:
+def test_system_exit_from_timer_propagates(pike_poller: Poller) -> None:
     def leave() -> None:
         raise SystemExit(3)
 
-    poller.call_later(0, leave)
+    pike_poller.call_later(0, leave)
     with pytest.raises(SystemExit):
-        poller.loop(timeout=5)
+        pike_poller.loop(timeout=5)
 
 
-def test_double_close_is_harmless(poller: Poller) -> None:
+def test_double_close_is_harmless(pike_poller: Poller) -> None:
     a, b = connected_pair()
-    t = Recorder(poller, a)
+    t = Recorder(pike_poller, a)
     t.close()
     t.close()
     assert t.closed
     assert t.fileno() == -1
-    assert not poller.is_registered(t)
-    assert poller.transports() == []
+    assert not pike_poller.is_registered(t)
+    assert pike_poller.transports() == []
     b.close()
 
 
-def test_closed_transport_gets_clear_errors(poller: Poller) -> None:
+def test_closed_transport_gets_clear_errors(pike_poller: Poller) -> None:
     a, b = connected_pair()
-    t = Recorder(poller, a)
+    t = Recorder(pike_poller, a)
     t.close()
     # Each call names itself: the closed socket is recognised from the OS's refusal.
     cases: List[Tuple[Callable[[], object], str]] = [
@@ -193,24 +200,24 @@ def test_closed_transport_gets_clear_errors(poller: Poller) -> None:
         (lambda: t.send(b"x"), r"send\(\) on .*no open socket"),
         (lambda: t.write(b"x"), r"write\(\) on .*no open socket"),
         (lambda: t.write(bytearray(b"x")), r"write\(\) on .*no open socket"),
-        (lambda: Transport(poller).recv(10), r"recv\(\) on .*no open socket"),
+        (lambda: Transport(pike_poller).recv(10), r"recv\(\) on .*no open socket"),
     ]
     for call, what in cases:
         with pytest.raises(OSError, match=what):
             call()
     with pytest.raises(RegistrationError, match="not registered"):
-        poller.defer_write(t)
+        pike_poller.defer_write(t)
     with pytest.raises(RegistrationError, match="not registered"):
-        poller.unregister(t)
+        pike_poller.unregister(t)
     b.close()
 
 
-def test_registering_a_taken_descriptor_is_refused(poller: Poller) -> None:
+def test_registering_a_taken_descriptor_is_refused(pike_poller: Poller) -> None:
     a, b = connected_pair()
-    t = Recorder(poller, a)
-    other = Recorder(poller)
+    t = Recorder(pike_poller, a)
+    other = Recorder(pike_poller)
     with pytest.raises(RegistrationError, match="already registered"):
         other.set_socket(a)
-    assert poller.transports() == [t]
+    assert pike_poller.transports() == [t]
     t.close()
     b.close()

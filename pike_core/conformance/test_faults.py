@@ -48,21 +48,21 @@ def _reset(sock: socket.socket) -> None:
     sock.close()
 
 
-def test_peer_reset_mid_stream_keeps_a_prefix_and_reports_once(poller: Poller) -> None:
+def test_peer_reset_mid_stream_keeps_a_prefix_and_reports_once(pike_poller: Poller) -> None:
     a, b = connected_pair()
-    reader = Recorder(poller, a)
+    reader = Recorder(pike_poller, a)
     reader.read_size = 4096
     sent = os.urandom(1 << 20)
     b.setblocking(True)
     b.sendall(sent[: 256 << 10])
-    run_until(poller, lambda: reader.received, what="the stream to start")
+    run_until(pike_poller, lambda: reader.received, what="the stream to start")
     _reset(b)
-    run_until(poller, lambda: reader.closed, what="the reset to reach handle_close")
+    run_until(pike_poller, lambda: reader.closed, what="the reset to reach handle_close")
     assert reader.count("close") == 1
     assert "error" not in reader.calls
     # A reset may discard what was in flight, but what arrived is exact and in order.
     assert sent.startswith(bytes(reader.received))
-    _assert_still_serving(poller)
+    _assert_still_serving(pike_poller)
 
 
 class BufferedWriter(Recorder):
@@ -75,22 +75,22 @@ class BufferedWriter(Recorder):
         self.close_when_done()
 
 
-def test_peer_reset_while_our_writes_are_buffered(poller: Poller) -> None:
+def test_peer_reset_while_our_writes_are_buffered(pike_poller: Poller) -> None:
     a, b = connected_pair()
-    writer = BufferedWriter(poller, a)
+    writer = BufferedWriter(pike_poller, a)
     writer.write(os.urandom(16 << 20))
     assert writer.write_buffer_size > 0
     _reset(b)
-    run_until(poller, lambda: writer.count("close") == 1, what="the reset to reach the writer")
-    run_until(poller, lambda: writer.closed, what="the writer to give up its buffer")
+    run_until(pike_poller, lambda: writer.count("close") == 1, what="the reset to reach the writer")
+    run_until(pike_poller, lambda: writer.closed, what="the writer to give up its buffer")
     assert writer.count("close") == 1
     assert "error" not in writer.calls
-    _assert_still_serving(poller)
+    _assert_still_serving(pike_poller)
 
 
-def test_peer_half_close_gets_every_buffered_byte(poller: Poller) -> None:
+def test_peer_half_close_gets_every_buffered_byte(pike_poller: Poller) -> None:
     a, b = connected_pair()
-    writer = BufferedWriter(poller, a)
+    writer = BufferedWriter(pike_poller, a)
     payload = os.urandom(12 << 20)
     writer.write(payload)
     assert writer.write_buffer_size > 0
@@ -98,12 +98,12 @@ def test_peer_half_close_gets_every_buffered_byte(poller: Poller) -> None:
     # most of the payload still waits in its buffer.
     b.shutdown(socket.SHUT_WR)
     got = bytearray()
-    run_until(poller, lambda: _drain(b, got), timeout=60, what="every byte, then end of stream")
+    run_until(pike_poller, lambda: _drain(b, got), timeout=60, what="every byte, then end of stream")
     assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
     assert writer.count("close") == 1
     assert writer.closed
     b.close()
-    _assert_still_serving(poller)
+    _assert_still_serving(pike_poller)
 
 
 class Faulty(Recorder):
@@ -172,8 +172,8 @@ def _trigger(poller: Poller, fault: str) -> Tuple[Faulty, Optional[socket.socket
 
 
 @pytest.mark.parametrize("fault", ["connect", "read", "write", "drain", "close"])
-def test_exception_in_callback_goes_to_handle_error(poller: Poller, fault: str) -> None:
-    t, peer, server = _trigger(poller, fault)
+def test_exception_in_callback_goes_to_handle_error(pike_poller: Poller, fault: str) -> None:
+    t, peer, server = _trigger(pike_poller, fault)
     got = bytearray()
 
     def reported() -> bool:
@@ -182,29 +182,31 @@ def test_exception_in_callback_goes_to_handle_error(poller: Poller, fault: str) 
             _drain(peer, got)
         return bool(t.errors)
 
-    run_until(poller, reported, what=f"handle_error after handle_{fault} raised")
+    run_until(pike_poller, reported, what=f"handle_error after handle_{fault} raised")
     assert isinstance(t.errors[0], ZeroDivisionError)
     assert str(t.errors[0]) == f"bug in {fault}"
     assert t.calls.count(fault) == 1
     for thing in (peer, server):
         if thing is not None:
             thing.close()
-    _assert_still_serving(poller)
+    _assert_still_serving(pike_poller)
 
 
-def test_exception_in_handle_accepted_keeps_listener(poller: Poller) -> None:
-    server = FaultyListener(poller, Recorder)
+def test_exception_in_handle_accepted_keeps_listener(pike_poller: Poller) -> None:
+    server = FaultyListener(pike_poller, Recorder)
     clients = [socket.create_connection(server.addr) for _ in range(3)]
-    run_until(poller, lambda: len(server.accepted) == 3, what="three accepts despite the raising callback")
+    run_until(
+        pike_poller, lambda: len(server.accepted) == 3, what="three accepts despite the raising callback"
+    )
     assert len(server.errors) >= 1
     assert not server.closed
     for c in clients:
         c.close()
-    _assert_still_serving(poller)
+    _assert_still_serving(pike_poller)
 
 
 def test_exception_in_handle_error_closes_only_that_transport(
-    poller: Poller, caplog: pytest.LogCaptureFixture
+    pike_poller: Poller, caplog: pytest.LogCaptureFixture
 ) -> None:
     class Doubly(Recorder):
         def handle_read(self) -> None:
@@ -214,13 +216,13 @@ def test_exception_in_handle_error_closes_only_that_transport(
             raise ValueError("second bug")
 
     a, b = connected_pair()
-    t = Doubly(poller, a)
+    t = Doubly(pike_poller, a)
     b.send(b"x")
     with caplog.at_level("ERROR", logger="pike_core"):
-        run_until(poller, lambda: t.closed, what="the doubly broken transport to be closed")
+        run_until(pike_poller, lambda: t.closed, what="the doubly broken transport to be closed")
     assert "second bug" in caplog.text
     b.close()
-    _assert_still_serving(poller)
+    _assert_still_serving(pike_poller)
 
 
 class CallbackErrors:
@@ -238,52 +240,52 @@ def _boom(label: str) -> None:
     raise ZeroDivisionError(label)
 
 
-def test_exceptions_in_timers_and_threadsafe_callbacks_do_not_stop_the_loop(poller: Poller) -> None:
-    errors = CallbackErrors(poller)
+def test_exceptions_in_timers_and_threadsafe_callbacks_do_not_stop_the_loop(pike_poller: Poller) -> None:
+    errors = CallbackErrors(pike_poller)
     ran: List[str] = []
-    poller.call_later(0, _boom, "timer")
-    poller.call_later(0.01, ran.append, "timer after")
-    poller.call_soon(_boom, "soon")
+    pike_poller.call_later(0, _boom, "timer")
+    pike_poller.call_later(0.01, ran.append, "timer after")
+    pike_poller.call_soon(_boom, "soon")
 
     def other_thread() -> None:
-        poller.call_soon_threadsafe(_boom, "threadsafe")
-        poller.call_soon_threadsafe(ran.append, "threadsafe after")
+        pike_poller.call_soon_threadsafe(_boom, "threadsafe")
+        pike_poller.call_soon_threadsafe(ran.append, "threadsafe after")
 
     thread = threading.Thread(target=other_thread)
     thread.start()
     thread.join()
-    run_until(poller, lambda: len(ran) == 2 and len(errors.seen) == 3, what="every callback")
+    run_until(pike_poller, lambda: len(ran) == 2 and len(errors.seen) == 3, what="every callback")
     assert sorted(str(exc) for _, exc in errors.seen) == ["soon", "threadsafe", "timer"]
     assert sorted(ran) == ["threadsafe after", "timer after"]
-    _assert_still_serving(poller)
+    _assert_still_serving(pike_poller)
 
 
-def test_close_from_another_thread_through_call_soon_threadsafe(poller: Poller) -> None:
+def test_close_from_another_thread_through_call_soon_threadsafe(pike_poller: Poller) -> None:
     a1, b1 = connected_pair()
     a2, b2 = connected_pair()
-    victim, bystander = Recorder(poller, a1), Recorder(poller, a2)
+    victim, bystander = Recorder(pike_poller, a1), Recorder(pike_poller, a2)
     victim_fd = victim.fileno()
     in_loop = threading.Event()
-    poller.call_soon(in_loop.set)
+    pike_poller.call_soon(in_loop.set)
 
     def other_thread() -> None:
         in_loop.wait(10)
-        poller.call_soon_threadsafe(victim.close)
-        poller.call_soon_threadsafe(poller.stop)
+        pike_poller.call_soon_threadsafe(victim.close)
+        pike_poller.call_soon_threadsafe(pike_poller.stop)
 
     thread = threading.Thread(target=other_thread)
     thread.start()
     # Blocked in the OS wait with nothing due: only the waker can end this.
-    poller.loop(timeout=30)
+    pike_poller.loop(timeout=30)
     thread.join()
     assert victim.closed
-    assert not poller.is_registered(victim)
-    assert victim_fd not in poller.connections
+    assert not pike_poller.is_registered(victim)
+    assert victim_fd not in pike_poller.connections
     got = bytearray()
-    run_until(poller, lambda: _drain(b1, got), what="the peer of the closed transport to see it")
+    run_until(pike_poller, lambda: _drain(b1, got), what="the peer of the closed transport to see it")
     b1.close()
     b2.send(b"go on")
-    run_until(poller, lambda: bytes(bystander.received) == b"go on", what="the bystander")
+    run_until(pike_poller, lambda: bytes(bystander.received) == b"go on", what="the bystander")
     assert victim.calls == []
     bystander.close()
     b2.close()

@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 
 import pytest
 
 from pike_core import Poller
 
-from .support import Recorder, connected_pair, counted, run_until, waits_while_idle
+from .support import (
+    Recorder,
+    assert_quiet_while_writes_wait,
+    connected_pair,
+    counted,
+    idle_cost,
+    read_until,
+    run_until,
+)
 
 
 def _small_send_buffer(sock: socket.socket) -> None:
@@ -20,59 +27,43 @@ def _small_send_buffer(sock: socket.socket) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
 
 
-def _drain_into(sock: socket.socket, got: bytearray) -> None:
-    try:
-        while True:
-            data = sock.recv(1 << 20)
-            if not data:
-                return
-            got.extend(data)
-    except BlockingIOError:
-        pass
-
-
-def test_a_paused_transport_costs_nothing_while_data_waits_and_its_writes_drain(poller: Poller) -> None:
+def test_a_paused_transport_costs_nothing_while_data_waits_and_its_writes_drain(pike_poller: Poller) -> None:
     a, b = connected_pair()
-    t = Recorder(poller, a)
+    t = Recorder(pike_poller, a)
     t.write_limit = 16 << 20
     t.pause_reading()
     assert not t.is_reading()
     b.sendall(b"unread " * 1000)
     payload = os.urandom(4 << 20)
     t.write(payload)
-    got = bytearray()
-
-    def peer_has_it_all() -> bool:
-        _drain_into(b, got)
-        return len(got) >= len(payload)
-
-    run_until(poller, peer_has_it_all, what="our writes to drain while reading is paused")
-    assert bytes(got) == payload
+    # Watched for writing only: the unread data must not wake the loop.
+    assert_quiet_while_writes_wait(pike_poller, t, "with unread data")
+    got = read_until(pike_poller, b, len(payload), "our writes to drain while reading is paused")
+    assert got == payload
     assert t.calls == [], "a paused transport got callbacks"
-    cpu = time.process_time()
-    waits = waits_while_idle(poller)
-    cpu = time.process_time() - cpu
+    # Not watched at all now.
+    waits, cpu = idle_cost(pike_poller)
     assert waits <= 2, f"{waits} waits in 0.5 s with unread data on a paused transport"
-    assert cpu < 0.1
+    assert cpu < 0.1, f"{cpu:.2f} s of CPU in 0.5 s with unread data on a paused transport"
     assert t.calls == []
     t.resume_reading()
     assert t.is_reading()
-    run_until(poller, lambda: len(t.received) == 7000, what="the data that waited")
+    run_until(pike_poller, lambda: len(t.received) == 7000, what="the data that waited")
     t.close()
     b.close()
 
 
-def test_pause_reading_of_a_listener_stops_accepting_until_resumed(poller: Poller) -> None:
+def test_pause_reading_of_a_listener_stops_accepting_until_resumed(pike_poller: Poller) -> None:
     from .support import Listener
 
-    server = Listener(poller, Recorder)
+    server = Listener(pike_poller, Recorder)
     server.pause_reading()
     client = socket.create_connection(server.addr)
     for _ in range(10):
-        poller.poll(0.01)
+        pike_poller.poll(0.01)
     assert server.accepted == []
     server.resume_reading()
-    run_until(poller, lambda: server.accepted, what="the accept after resume_reading")
+    run_until(pike_poller, lambda: server.accepted, what="the accept after resume_reading")
     client.close()
 
 
@@ -91,17 +82,17 @@ class PausesInRead(Recorder):
 
 
 @pytest.mark.parametrize("how", ["pause_reading", "poller.pause"])
-def test_pausing_inside_handle_read_while_a_write_is_pending(poller: Poller, how: str) -> None:
+def test_pausing_inside_handle_read_while_a_write_is_pending(pike_poller: Poller, how: str) -> None:
     a, b = connected_pair()
-    t = PausesInRead(poller, a)
+    t = PausesInRead(pike_poller, a)
     t.how = how
     t.read_size = 4
-    poller.defer_write(t)
+    pike_poller.defer_write(t)
     b.sendall(b"12345678")
     # One event carrying READ and WRITE: the pause comes between the two callbacks.
-    run_until(poller, lambda: t.calls, what="the first callback")
+    run_until(pike_poller, lambda: t.calls, what="the first callback")
     for _ in range(10):
-        poller.poll(0.01)
+        pike_poller.poll(0.01)
     assert t.errors == []
     assert t.count("read") == 1
     if how == "pause_reading":
@@ -111,18 +102,18 @@ def test_pausing_inside_handle_read_while_a_write_is_pending(poller: Poller, how
     else:
         # The poller's pause holds everything, the promised write included.
         assert t.calls == ["read"]
-        poller.resume(t)
-    run_until(poller, lambda: bytes(t.received) == b"12345678", what="the rest after resuming")
+        pike_poller.resume(t)
+    run_until(pike_poller, lambda: bytes(t.received) == b"12345678", what="the rest after resuming")
     assert t.count("write") == 1
-    poller.defer_write(t)
-    run_until(poller, lambda: t.count("write") == 2, what="a write asked for after resuming")
+    pike_poller.defer_write(t)
+    run_until(pike_poller, lambda: t.count("write") == 2, what="a write asked for after resuming")
     assert t.errors == []
     t.close()
     b.close()
 
 
-def test_one_interest_change_per_write_event_at_most(poller: Poller) -> None:
-    counting, counts = counted(poller)
+def test_one_interest_change_per_write_event_at_most(pike_poller: Poller) -> None:
+    counting, counts = counted(pike_poller)
     try:
         a, b = connected_pair()
         _small_send_buffer(a)
@@ -130,14 +121,9 @@ def test_one_interest_change_per_write_event_at_most(poller: Poller) -> None:
         t.write_limit = 4 << 20
         payload = os.urandom(2 << 20)
         t.write(payload)
-        got = bytearray()
-
-        def drained() -> bool:
-            _drain_into(b, got)
-            return t.write_buffer_size == 0 and len(got) == len(payload)
-
-        run_until(counting, drained, timeout=60, what="2 MiB through small buffers")
-        assert bytes(got) == payload
+        got = read_until(counting, b, len(payload), "2 MiB through small buffers", timeout=60)
+        assert got == payload
+        assert t.write_buffer_size == 0
         fd = t.fileno()
         write_events = counts.write_events[fd]
         changes = counts.calls["modify", fd] + counts.calls["unregister", fd]
@@ -159,31 +145,27 @@ def test_one_interest_change_per_write_event_at_most(poller: Poller) -> None:
     ],
     ids=["array-i", "memoryview-Q", "memoryview-2d", "bytearray"],
 )
-def test_write_takes_any_contiguous_bytes_like_object_byte_for_byte(poller: Poller, make: object) -> None:
+def test_write_takes_any_contiguous_bytes_like_object_byte_for_byte(
+    pike_poller: Poller, make: object
+) -> None:
     data = make()  # type: ignore[operator]
     expected = bytes(memoryview(data).cast("B"))
     a, b = connected_pair()
     _small_send_buffer(a)
-    t = Recorder(poller, a)
+    t = Recorder(pike_poller, a)
     t.write_limit = 4 << 20
     t.write(data)
     assert t.write_buffer_size > 0, "all sent at once: the partial-send path was not taken"
-    got = bytearray()
-
-    def all_there() -> bool:
-        _drain_into(b, got)
-        return len(got) >= len(expected)
-
-    run_until(poller, all_there, timeout=60, what=f"{len(expected)} bytes")
+    got = read_until(pike_poller, b, len(expected), f"{len(expected)} bytes", timeout=60)
     assert len(got) == len(expected)
-    assert bytes(got) == expected
+    assert got == expected
     t.close()
     b.close()
 
 
-def test_write_of_a_non_contiguous_object_is_a_clear_error(poller: Poller) -> None:
+def test_write_of_a_non_contiguous_object_is_a_clear_error(pike_poller: Poller) -> None:
     a, b = connected_pair()
-    t = Recorder(poller, a)
+    t = Recorder(pike_poller, a)
     strided = memoryview(bytearray(100))[::2]
     with pytest.raises(TypeError, match="C-contiguous"):
         t.write(strided)
@@ -192,11 +174,11 @@ def test_write_of_a_non_contiguous_object_is_a_clear_error(poller: Poller) -> No
     b.close()
 
 
-def test_write_larger_than_the_limit_says_the_limit(poller: Poller) -> None:
+def test_write_larger_than_the_limit_says_the_limit(pike_poller: Poller) -> None:
     from pike_core import WriteBufferFullError
 
     a, b = connected_pair()
-    t = Recorder(poller, a)
+    t = Recorder(pike_poller, a)
     t.write_limit = 1000
     with pytest.raises(WriteBufferFullError, match=r"more than write_limit \(1000 bytes\)"):
         t.write(b"x" * 1001)

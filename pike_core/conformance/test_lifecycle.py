@@ -13,13 +13,13 @@ from pike_core import Poller, Transport
 from .support import Listener, Recorder, connected_pair, run_until
 
 
-def test_socket_not_yet_connected_is_left_alone_and_does_not_spin(poller: Poller) -> None:
-    server = Listener(poller, Recorder)
-    client = Recorder(poller)
+def test_socket_not_yet_connected_is_left_alone_and_does_not_spin(pike_poller: Poller) -> None:
+    server = Listener(pike_poller, Recorder)
+    client = Recorder(pike_poller)
     client.create_socket()
     cpu_start, wall_start = time.process_time(), time.monotonic()
     for _ in range(5):
-        poller.poll(0.05)
+        pike_poller.poll(0.05)
     cpu, wall = time.process_time() - cpu_start, time.monotonic() - wall_start
     # Linux reports a fresh TCP socket as hung up: it must not be taken for a closed peer,
     # nor make every wait return at once.
@@ -28,7 +28,7 @@ def test_socket_not_yet_connected_is_left_alone_and_does_not_spin(poller: Poller
     assert wall >= 0.2
     assert cpu < wall / 2
     client.connect(server.addr)
-    run_until(poller, lambda: client.connected and server.accepted, what="the late connect")
+    run_until(pike_poller, lambda: client.connected and server.accepted, what="the late connect")
     assert client.calls == ["connect"]
 
 
@@ -44,11 +44,11 @@ class KeepOpen(Recorder):
         self.calls.append("close")
 
 
-def test_write_after_reset_returns_false_and_buffers_nothing(poller: Poller) -> None:
+def test_write_after_reset_returns_false_and_buffers_nothing(pike_poller: Poller) -> None:
     a, b = connected_pair()
-    t = KeepOpen(poller, a)
+    t = KeepOpen(pike_poller, a)
     _reset(b)
-    run_until(poller, lambda: t.count("close") == 1, what="the reset")
+    run_until(pike_poller, lambda: t.count("close") == 1, what="the reset")
     for _ in range(3):
         assert t.write(b"x" * 100_000) is False
     assert t.write_buffer_size == 0
@@ -56,18 +56,18 @@ def test_write_after_reset_returns_false_and_buffers_nothing(poller: Poller) -> 
     t.close()
 
 
-def test_shutdown_after_reset_reports_close_not_an_error(poller: Poller) -> None:
+def test_shutdown_after_reset_reports_close_not_an_error(pike_poller: Poller) -> None:
     a, b = connected_pair()
-    t = KeepOpen(poller, a)
+    t = KeepOpen(pike_poller, a)
     _reset(b)
-    run_until(poller, lambda: t.count("close") == 1, what="the reset")
+    run_until(pike_poller, lambda: t.count("close") == 1, what="the reset")
     t.shutdown(socket.SHUT_WR)
     assert t.count("close") == 1
     assert "error" not in t.calls
     t.close()
 
 
-def test_default_handle_read_still_sees_end_of_stream(poller: Poller) -> None:
+def test_default_handle_read_still_sees_end_of_stream(pike_poller: Poller) -> None:
     closed = []
 
     class NoReader(Transport):
@@ -76,10 +76,10 @@ def test_default_handle_read_still_sees_end_of_stream(poller: Poller) -> None:
             self.close()
 
     a, b = connected_pair()
-    t = NoReader(alternate_poller=poller, sock=a)
+    t = NoReader(alternate_poller=pike_poller, sock=a)
     b.sendall(b"unexpected")
     b.close()
-    run_until(poller, lambda: t.closed, what="EOF through the default handle_read")
+    run_until(pike_poller, lambda: t.closed, what="EOF through the default handle_read")
     assert closed == [True]
 
 
@@ -94,10 +94,10 @@ class Holder(Listener):
         self.held.append(sock)
 
 
-def test_accepted_transport_is_connected_and_knows_its_peer(poller: Poller) -> None:
-    server = Listener(poller, Recorder)
+def test_accepted_transport_is_connected_and_knows_its_peer(pike_poller: Poller) -> None:
+    server = Listener(pike_poller, Recorder)
     with socket.create_connection(server.addr) as client:
-        run_until(poller, lambda: server.accepted, what="the accept")
+        run_until(pike_poller, lambda: server.accepted, what="the accept")
         t = server.accepted[0]
         assert t.connected
         assert t.addr == client.getsockname()
@@ -105,17 +105,17 @@ def test_accepted_transport_is_connected_and_knows_its_peer(poller: Poller) -> N
         assert t.addr == client.getsockname()
 
 
-def test_connection_reset_before_it_is_adopted_reaches_handle_close(poller: Poller) -> None:
-    server = Holder(poller)
+def test_connection_reset_before_it_is_adopted_reaches_handle_close(pike_poller: Poller) -> None:
+    server = Holder(pike_poller)
     client = socket.create_connection(server.addr)
-    run_until(poller, lambda: server.held, what="the accept")
+    run_until(pike_poller, lambda: server.held, what="the accept")
     _reset(client)
     # The reset has arrived once the unadopted socket reads as ready.
     assert select.select([server.held[0]], [], [], 5)[0], "the reset never arrived"
-    t = Recorder(poller, server.held[0])
+    t = Recorder(pike_poller, server.held[0])
     # Not taken for a socket that is not connected yet (which would be left unwatched,
     # holding its descriptor for ever): the reset is the peer going away.
-    run_until(poller, lambda: "close" in t.calls, what="the reset of the adopted socket")
+    run_until(pike_poller, lambda: "close" in t.calls, what="the reset of the adopted socket")
     assert t.count("close") == 1
     assert t.errors == []
     assert t.closed

@@ -17,7 +17,7 @@ import pytest
 
 from pike_core import MAX_WAIT, BackendStatus, Poller, Transport, new_poller
 
-from .support import DEADLINE, Recorder, WaitLog, connected_pair, run_until, waits_while_idle
+from .support import DEADLINE, Recorder, WaitLog, connected_pair, waits_while_idle
 
 DAY = 86400.0
 
@@ -26,13 +26,15 @@ DAY = 86400.0
 
 
 @pytest.mark.parametrize("delay", [30 * DAY, 3650 * DAY, 1e300, 2**70], ids=["30d", "10y", "1e300", "2**70"])
-def test_a_timer_any_finite_delay_away_never_breaks_the_loop(poller: Poller, delay: float) -> None:
-    far = poller.call_later(delay, pytest.fail, "a far timer ran")
+def test_a_timer_any_finite_delay_away_never_breaks_the_loop(pike_poller: Poller, delay: float) -> None:
+    far = pike_poller.call_later(delay, pytest.fail, "a far timer ran")
     fired: List[bool] = []
-    poller.call_later(0.05, fired.append, True)
-    with WaitLog(poller) as log:
-        poller.loop(timeout=0.2)
-        poller.poll(0)
+    pike_poller.call_later(0.05, fired.append, True)
+    with WaitLog(pike_poller) as log:
+        pike_poller.loop(timeout=0.2)
+        # No limit but the far timer: it alone bounds this wait, which a wake-up ends.
+        threading.Timer(0.05, pike_poller.wake).start()
+        pike_poller.poll(None)
     assert fired == [True]
     assert log.timeouts, "the loop never waited"
     assert all(t is None or 0 <= t <= MAX_WAIT for t in log.timeouts), log.timeouts
@@ -40,19 +42,19 @@ def test_a_timer_any_finite_delay_away_never_breaks_the_loop(poller: Poller, del
 
 
 @pytest.mark.parametrize("timeout", [1e10, 1e300, float("inf")], ids=["1e10", "1e300", "inf"])
-def test_loop_and_poll_take_any_finite_timeout_and_infinity(poller: Poller, timeout: float) -> None:
-    poller.call_later(0.05, poller.stop)
-    with WaitLog(poller) as log:
-        poller.loop(timeout=timeout)
-        threading.Timer(0.05, poller.wake).start()
-        poller.poll(timeout)
+def test_loop_and_poll_take_any_finite_timeout_and_infinity(pike_poller: Poller, timeout: float) -> None:
+    pike_poller.call_later(0.05, pike_poller.stop)
+    with WaitLog(pike_poller) as log:
+        pike_poller.loop(timeout=timeout)
+        threading.Timer(0.05, pike_poller.wake).start()
+        pike_poller.poll(timeout)
     assert all(t is None or 0 <= t <= MAX_WAIT for t in log.timeouts), log.timeouts
 
 
-def test_delays_that_are_not_finite_numbers_are_value_errors(poller: Poller) -> None:
+def test_delays_that_are_not_finite_numbers_are_value_errors(pike_poller: Poller) -> None:
     for delay in (10**400, float("nan"), float("inf"), -float("inf")):
         with pytest.raises(ValueError, match="finite number of seconds"):
-            poller.call_later(delay, print)
+            pike_poller.call_later(delay, print)
 
 
 # --- 2: no timer or callback is lost ----------------------------------------------------
@@ -61,7 +63,7 @@ def test_delays_that_are_not_finite_numbers_are_value_errors(poller: Poller) -> 
 @pytest.mark.parametrize("leaving", [KeyboardInterrupt, SystemExit])
 @pytest.mark.parametrize("queue", ["call_later", "call_soon"])
 def test_callbacks_due_with_one_that_leaves_the_loop_run_at_the_next_loop(
-    poller: Poller, leaving: type, queue: str
+    pike_poller: Poller, leaving: type, queue: str
 ) -> None:
     ran: List[str] = []
 
@@ -70,22 +72,22 @@ def test_callbacks_due_with_one_that_leaves_the_loop_run_at_the_next_loop(
         raise leaving
 
     schedule: Callable[..., Any] = (
-        (lambda f, *a: poller.call_later(0, f, *a)) if queue == "call_later" else poller.call_soon
+        (lambda f, *a: pike_poller.call_later(0, f, *a)) if queue == "call_later" else pike_poller.call_soon
     )
     schedule(ran.append, "first")
     schedule(leave)
     schedule(ran.append, "third")
     schedule(ran.append, "fourth")
     with pytest.raises(leaving):
-        poller.loop(timeout=1)
+        pike_poller.loop(timeout=1)
     assert ran == ["first", "leave"]
-    poller.loop(timeout=0.05)
+    pike_poller.loop(timeout=0.05)
     assert ran == ["first", "leave", "third", "fourth"]
 
 
 @pytest.mark.parametrize("queue", ["call_later", "call_soon"])
 def test_callbacks_due_when_handle_callback_error_raises_run_at_the_next_loop(
-    poller: Poller, queue: str
+    pike_poller: Poller, queue: str
 ) -> None:
     ran: List[str] = []
 
@@ -95,16 +97,16 @@ def test_callbacks_due_when_handle_callback_error_raises_run_at_the_next_loop(
     def error_handler_fails(callback: object) -> None:
         raise RuntimeError("a bug in handle_callback_error")
 
-    poller.handle_callback_error = error_handler_fails  # type: ignore[method-assign]
+    pike_poller.handle_callback_error = error_handler_fails  # type: ignore[method-assign]
     schedule: Callable[..., Any] = (
-        (lambda f, *a: poller.call_later(0, f, *a)) if queue == "call_later" else poller.call_soon
+        (lambda f, *a: pike_poller.call_later(0, f, *a)) if queue == "call_later" else pike_poller.call_soon
     )
     schedule(broken)
     schedule(ran.append, "second")
     with pytest.raises(RuntimeError, match="handle_callback_error"):
-        poller.loop(timeout=1)
+        pike_poller.loop(timeout=1)
     assert ran == []
-    poller.loop(timeout=0.05)
+    pike_poller.loop(timeout=0.05)
     assert ran == ["second"]
 
 
@@ -112,24 +114,26 @@ def test_callbacks_due_when_handle_callback_error_raises_run_at_the_next_loop(
 
 
 @pytest.mark.parametrize("where", ["call_soon", "timer"])
-def test_close_from_a_callback_returns_from_loop_and_runs_nothing_more(poller: Poller, where: str) -> None:
+def test_close_from_a_callback_returns_from_loop_and_runs_nothing_more(
+    pike_poller: Poller, where: str
+) -> None:
     order: List[str] = []
 
     def close() -> None:
         order.append("close")
-        poller.close()
+        pike_poller.close()
 
     if where == "call_soon":
-        poller.call_soon(close)
+        pike_poller.call_soon(close)
     else:
-        poller.call_later(0, close)
+        pike_poller.call_later(0, close)
     for n in range(3):
-        poller.call_soon(order.append, f"queued {n}")
-        poller.call_later(0, order.append, f"timer {n}")
-    poller.loop(timeout=5)
-    assert poller.closed
+        pike_poller.call_soon(order.append, f"queued {n}")
+        pike_poller.call_later(0, order.append, f"timer {n}")
+    pike_poller.loop(timeout=5)
+    assert pike_poller.closed
     assert order[-1] == "close", order
-    poller.close()
+    pike_poller.close()
 
 
 class PollerCloser(Recorder):
@@ -140,9 +144,9 @@ class PollerCloser(Recorder):
         self.poller.close()
 
 
-def test_close_from_a_transport_callback_ends_the_batch(poller: Poller) -> None:
+def test_close_from_a_transport_callback_ends_the_batch(pike_poller: Poller) -> None:
     pairs = [connected_pair() for _ in range(4)]
-    transports = [PollerCloser(poller, a) for a, _ in pairs]
+    transports = [PollerCloser(pike_poller, a) for a, _ in pairs]
     for _, b in pairs:
         b.send(b"x")
     # Wait until all four are readable, so that one wait reports them together.
@@ -150,10 +154,10 @@ def test_close_from_a_transport_callback_ends_the_batch(poller: Poller) -> None:
     while len(select.select(ours, [], [], DEADLINE)[0]) < len(ours):
         pass
     after: List[str] = []
-    poller.call_soon(after.append, "queued before the batch")
-    poller.call_later(0, after.append, "timer due with the batch")
-    poller.loop(timeout=5)
-    assert poller.closed
+    pike_poller.call_soon(after.append, "queued before the batch")
+    pike_poller.call_later(0, after.append, "timer due with the batch")
+    pike_poller.loop(timeout=5)
+    assert pike_poller.closed
     assert sum(t.count("read") for t in transports) == 1, [t.calls for t in transports]
     assert after == []
     for _, b in pairs:
@@ -163,64 +167,23 @@ def test_close_from_a_transport_callback_ends_the_batch(poller: Poller) -> None:
 # --- 4: nested polling ------------------------------------------------------------------
 
 
-def test_nested_poll_and_loop_from_callbacks(poller: Poller) -> None:
+def test_nested_poll_and_loop_from_callbacks(pike_poller: Poller) -> None:
     ran: List[str] = []
 
     def nested() -> None:
         ran.append("outer")
-        poller.poll(0)
-        poller.loop(count=2)
+        pike_poller.poll(0)
+        pike_poller.loop(count=2)
 
-    poller.call_soon(nested)
+    pike_poller.call_soon(nested)
     for name in ("a", "b", "c"):
-        poller.call_soon(ran.append, name)
-    poller.call_later(0, ran.append, "timer")
-    poller.loop(timeout=0.1)
+        pike_poller.call_soon(ran.append, name)
+    pike_poller.call_later(0, ran.append, "timer")
+    pike_poller.loop(timeout=0.1)
     assert sorted(ran) == ["a", "b", "c", "outer", "timer"]
 
 
-class Reuser(Recorder):
-    """On its first read: closes ``victim``, puts a new transport on the victim's number,
-    and polls from inside the callback (as pike-smb2's Future.wait() does)."""
-
-    victim: Optional[Recorder] = None
-    newcomers: List[Recorder]
-
-    def handle_read(self) -> None:
-        super().handle_read()
-        victim = self.victim
-        if victim is None or victim.calls:
-            return
-        number = victim.fileno()
-        victim.close()
-        fresh, self.peer = socket.socketpair()
-        if self.peer.fileno() == number:
-            fresh, self.peer = self.peer, fresh
-        if fresh.fileno() != number:
-            os.dup2(fresh.fileno(), number)
-            fresh.close()
-            fresh = socket.socket(fileno=number)
-        self.newcomers.append(Recorder(self.poller, fresh))
-        self.poller.poll(0)
-
-
-def test_a_nested_poll_keeps_a_reused_number_from_the_old_owners_event(poller: Poller) -> None:
-    a1, b1 = connected_pair()
-    a2, b2 = connected_pair()
-    first, second = Reuser(poller, a1), Reuser(poller, a2)
-    newcomers: List[Recorder] = []
-    first.newcomers = second.newcomers = newcomers
-    first.victim, second.victim = second, first
-    b1.send(b"1")
-    b2.send(b"2")
-    run_until(poller, lambda: newcomers, what="the descriptor to be reused")
-    for _ in range(5):
-        poller.poll(0.01)
-    assert newcomers[0].calls == [], "the old owner's event reached the new transport"
-    for t in (first, second, *newcomers):
-        t.close()
-    for s in (b1, b2):
-        s.close()
+# A reused number under a nested poll: test_dispatch.py, test_descriptor_reused_in_one_batch.
 
 
 # --- 5: other threads ---------------------------------------------------------------
@@ -247,7 +210,9 @@ class PauseInWake:
 
 
 @pytest.mark.parametrize("call", ["wake", "stop", "call_soon_threadsafe"])
-def test_a_thread_waking_the_poller_while_another_closes_it_never_fails(poller: Poller, call: str) -> None:
+def test_a_thread_waking_the_poller_while_another_closes_it_never_fails(
+    pike_poller: Poller, call: str
+) -> None:
     errors: List[BaseException] = []
     pause = PauseInWake()
 
@@ -255,9 +220,9 @@ def test_a_thread_waking_the_poller_while_another_closes_it_never_fails(poller: 
         sys.settrace(pause.trace)
         try:
             if call == "call_soon_threadsafe":
-                poller.call_soon_threadsafe(print)
+                pike_poller.call_soon_threadsafe(print)
             else:
-                getattr(poller, call)()
+                getattr(pike_poller, call)()
         except BaseException as exc:
             errors.append(exc)
         finally:
@@ -265,7 +230,7 @@ def test_a_thread_waking_the_poller_while_another_closes_it_never_fails(poller: 
 
     def closer() -> None:
         try:
-            poller.close()
+            pike_poller.close()
         except BaseException as exc:
             errors.append(exc)
 
@@ -282,11 +247,11 @@ def test_a_thread_waking_the_poller_while_another_closes_it_never_fails(poller: 
     assert not waking.is_alive()
     assert not closing.is_alive()
     assert errors == []
-    assert poller.closed
+    assert pike_poller.closed
     # After the close: every thread-safe call is a no-op, never an error.
-    poller.stop()
-    poller.wake()
-    poller.call_soon_threadsafe(print)
+    pike_poller.stop()
+    pike_poller.wake()
+    pike_poller.call_soon_threadsafe(print)
 
 
 # --- 6: fork ----------------------------------------------------------------------------
@@ -377,18 +342,18 @@ def test_backend_names_are_taken_as_pike_poller_takes_them(pike_backend: Backend
 # --- 8: an idle loop blocks -----------------------------------------------------------------
 
 
-def test_an_idle_loop_blocks_whatever_is_registered(poller: Poller) -> None:
+def test_an_idle_loop_blocks_whatever_is_registered(pike_poller: Poller) -> None:
     class Quiet(Transport):
         pass
 
-    fresh = Quiet(alternate_poller=poller)
+    fresh = Quiet(alternate_poller=pike_poller)
     fresh.create_socket()  # neither connected nor listening: Linux reports it hung up
     a, b = connected_pair()
-    connected = Recorder(poller, a)
-    datagram = Quiet(alternate_poller=poller)
+    connected = Recorder(pike_poller, a)
+    datagram = Quiet(alternate_poller=pike_poller)
     datagram.create_socket(socket.AF_INET, socket.SOCK_DGRAM)
-    poller.call_later(3600, print)
-    waits = waits_while_idle(poller)
+    pike_poller.call_later(3600, print)
+    waits = waits_while_idle(pike_poller)
     assert waits <= 2, f"{waits} waits in 0.5 s of an idle loop"
     for t in (fresh, connected, datagram):
         t.close()

@@ -52,17 +52,17 @@ def _enough_descriptors(count: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (count, hard))
 
 
-def test_500_concurrent_connections(poller: Poller, pike_backend: BackendStatus) -> None:
+def test_500_concurrent_connections(pike_poller: Poller, pike_backend: BackendStatus) -> None:
     many = "many_fds" in pike_backend.capabilities
     target = CONNECTIONS if many else BEYOND_SELECT_LIMITS
     _enough_descriptors(2 * target + 256)
-    server = Server(poller)
+    server = Server(pike_poller)
     clients: List[Pump] = []
     refused: Optional[CapacityError] = None
     while len(clients) < target and refused is None and not server.refusals:
         batch: List[Pump] = []
         for _ in range(min(BATCH, target - len(clients))):
-            client = Pump(poller, f"client {len(clients) + len(batch):03d}".encode())
+            client = Pump(pike_poller, f"client {len(clients) + len(batch):03d}".encode())
             try:
                 client.create_socket()
             except CapacityError as exc:
@@ -72,7 +72,7 @@ def test_500_concurrent_connections(poller: Poller, pike_backend: BackendStatus)
             batch.append(client)
         clients += batch
         run_until(
-            poller,
+            pike_poller,
             lambda: all(c.closed or bytes(c.received) == bytes(c.payload) for c in batch),  # noqa: B023
             timeout=60,
             what=f"connections {len(clients) - len(batch)}-{len(clients)} echoed or refused",
@@ -93,7 +93,7 @@ def test_500_concurrent_connections(poller: Poller, pike_backend: BackendStatus)
     for client in alive:
         assert client.send(b" again") == len(b" again")
     run_until(
-        poller,
+        pike_poller,
         lambda: all(bytes(c.received).endswith(b" again") for c in alive),
         timeout=60,
         what=f"a second round trip on {len(alive)} open connections",

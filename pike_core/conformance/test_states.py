@@ -18,7 +18,10 @@ from pike_core import Poller, RegistrationError, State, Transport
 from .support import (
     Listener,
     Recorder,
+    assert_quiet_while_writes_wait,
     connected_pair,
+    read_to_end,
+    read_until,
     run_until,
     waits_while_idle,
 )
@@ -65,9 +68,10 @@ class HeldListener:
         probe = socket.socket()
         probe.setblocking(False)
         probe.connect_ex(self.address)
-        done = select.select([], [probe], [], 0.2)[1]
+        # Windows reports a refused connect in the exceptional set, not the writable one.
+        _, connected, refused = select.select([], [probe], [probe], 0.2)
         probe.close()
-        if done:
+        if connected or refused:
             self.close()
             pytest.skip("this OS answers a connect to a full accept queue instead of holding it")
 
@@ -97,8 +101,8 @@ def held() -> Iterator[HeldListener]:
     listener.close()
 
 
-def test_write_while_connecting_goes_out_once_connected(poller: Poller, held: HeldListener) -> None:
-    client = Recorder(poller)
+def test_write_while_connecting_goes_out_once_connected(pike_poller: Poller, held: HeldListener) -> None:
+    client = Recorder(pike_poller)
     client.create_socket()
     client.connect(held.address)
     assert client.state is State.CONNECTING
@@ -106,13 +110,13 @@ def test_write_while_connecting_goes_out_once_connected(poller: Poller, held: He
     client.write(payload)
     client.close_when_done()
     for _ in range(3):
-        poller.poll(0.01)
+        pike_poller.poll(0.01)
     assert client.calls == []
     assert client.write_buffer_size == len(payload)
     held.release()
-    run_until(poller, lambda: client.calls, timeout=15, what="the connect")
+    run_until(pike_poller, lambda: client.calls, timeout=15, what="the connect")
     peer = held.accept()
-    run_until(poller, lambda: client.closed, what="close_when_done after the flush")
+    run_until(pike_poller, lambda: client.closed, what="close_when_done after the flush")
     assert _read_all(peer) == payload
     assert client.calls == ["connect"]
     peer.close()
@@ -120,23 +124,23 @@ def test_write_while_connecting_goes_out_once_connected(poller: Poller, held: He
 
 @pytest.mark.parametrize("how", ["send", "defer_write"])
 def test_write_asked_for_while_connecting_comes_once_after_the_connect(
-    poller: Poller, held: HeldListener, how: str
+    pike_poller: Poller, held: HeldListener, how: str
 ) -> None:
-    client = Recorder(poller)
+    client = Recorder(pike_poller)
     client.create_socket()
     client.connect(held.address)
     if how == "send":
         assert client.send(b"not yet") == 0
     else:
-        poller.defer_write(client)
-        poller.defer_write(client)
+        pike_poller.defer_write(client)
+        pike_poller.defer_write(client)
     for _ in range(3):
-        poller.poll(0.01)
+        pike_poller.poll(0.01)
     assert client.calls == []
     held.release()
-    run_until(poller, lambda: client.count("write"), timeout=15, what="the promised handle_write")
+    run_until(pike_poller, lambda: client.count("write"), timeout=15, what="the promised handle_write")
     for _ in range(5):
-        poller.poll(0.01)
+        pike_poller.poll(0.01)
     assert client.calls == ["connect", "write"]
     assert client.send(b"now") == 3
     peer = held.accept()
@@ -160,13 +164,13 @@ class Reconnector(Recorder):
             self.connect(address)
 
 
-def test_reconnect_inside_handle_close_after_a_reset_with_writes_pending(poller: Poller) -> None:
-    first = Listener(poller, Recorder)
-    second = Listener(poller, Recorder)
-    client = Reconnector(poller)
+def test_reconnect_inside_handle_close_after_a_reset_with_writes_pending(pike_poller: Poller) -> None:
+    first = Listener(pike_poller, Recorder)
+    second = Listener(pike_poller, Recorder)
+    client = Reconnector(pike_poller)
     client.create_socket()
     client.connect(first.addr)
-    run_until(poller, lambda: first.accepted and client.connected, what="the first connect")
+    run_until(pike_poller, lambda: first.accepted and client.connected, what="the first connect")
     # Writes pending: the peer does not read, so they wait in our buffer.
     client.write_limit = 64 << 20
     client.write(os.urandom(8 << 20))
@@ -176,15 +180,15 @@ def test_reconnect_inside_handle_close_after_a_reset_with_writes_pending(poller:
     assert peer.socket is not None
     peer.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     peer.close()  # a reset
-    run_until(poller, lambda: client.count("connect") == 2, what="the second connect's verdict")
+    run_until(pike_poller, lambda: client.count("connect") == 2, what="the second connect's verdict")
     # The reset reaches handle_close through handle_read's recv.
     assert [c for c in client.calls if c != "read"] == ["connect", "close", "connect"], client.calls
     assert client.errors == []
-    run_until(poller, lambda: second.accepted, what="the second accept")
+    run_until(pike_poller, lambda: second.accepted, what="the second accept")
     assert client.send(b"fresh") == 5
     fresh = second.accepted[0]
     assert isinstance(fresh, Recorder)
-    run_until(poller, lambda: bytes(fresh.received) == b"fresh", what="data on the new connection")
+    run_until(pike_poller, lambda: bytes(fresh.received) == b"fresh", what="data on the new connection")
     client.close()
 
 
@@ -199,30 +203,39 @@ class KeepOpen(Recorder):
 
 
 def test_after_end_of_stream_a_transport_kept_open_costs_nothing_and_can_still_write(
-    poller: Poller,
+    pike_poller: Poller,
 ) -> None:
     a, b = connected_pair()
-    t = KeepOpen(poller, a)
+    t = KeepOpen(pike_poller, a)
     b.sendall(b"question")
     b.shutdown(socket.SHUT_WR)
-    run_until(poller, lambda: t.count("close"), what="the end of stream")
+    run_until(pike_poller, lambda: t.count("close"), what="the end of stream")
     assert t.state is State.END_OF_STREAM
     reads = t.count("read")
-    waits = waits_while_idle(poller)
+    waits = waits_while_idle(pike_poller)
     assert waits <= 2, f"{waits} waits in 0.5 s after end of stream: the loop spins"
     assert t.count("read") == reads, "handle_read called again after end of stream"
     assert t.write(b"answer") is True
     b.setblocking(True)
     assert b.recv(64) == b"answer"
+    # A long reply the peer does not read yet: watched for writing only, the end of
+    # stream (which still holds) must not wake the loop either.
+    t.write_limit = 64 << 20
+    reply = os.urandom(4 << 20)
+    t.write(reply)
+    assert_quiet_while_writes_wait(pike_poller, t, "after end of stream")
+    b.setblocking(False)
+    assert read_until(pike_poller, b, len(reply), "the long reply after end of stream") == reply
+    assert t.count("read") == reads
     assert bytes(t.received) == b"question"
     assert t.count("close") == 1
     t.close()
     b.close()
 
 
-def test_shutdown_with_writes_buffered_sends_them_first_and_the_peer_can_reply(poller: Poller) -> None:
+def test_shutdown_with_writes_buffered_sends_them_first_and_the_peer_can_reply(pike_poller: Poller) -> None:
     a, b = connected_pair()
-    t = KeepOpen(poller, a)
+    t = KeepOpen(pike_poller, a)
     t.write_limit = 64 << 20
     payload = os.urandom(4 << 20)
     t.write(payload)
@@ -230,32 +243,21 @@ def test_shutdown_with_writes_buffered_sends_them_first_and_the_peer_can_reply(p
     t.shutdown(socket.SHUT_WR)
     with pytest.raises(BrokenPipeError, match="after shutdown"):
         t.write(b"too late")
-    got = bytearray()
     b.setblocking(False)
-
-    def peer_reads_to_the_end() -> bool:
-        try:
-            data = b.recv(1 << 20)
-        except BlockingIOError:
-            return False
-        got.extend(data)
-        return not data
-
-    run_until(poller, peer_reads_to_the_end, what="every buffered byte, then the FIN")
-    assert bytes(got) == payload
+    assert read_to_end(pike_poller, b, "every buffered byte, then the FIN") == payload
     b.sendall(b"reply")
-    run_until(poller, lambda: bytes(t.received) == b"reply", what="the reply after our shutdown")
+    run_until(pike_poller, lambda: bytes(t.received) == b"reply", what="the reply after our shutdown")
     assert t.calls.count("close") == 0, "handle_close for a peer that is alive"
     assert t.errors == []
     b.close()
-    run_until(poller, lambda: t.count("close") == 1, what="the peer's end of stream")
+    run_until(pike_poller, lambda: t.count("close") == 1, what="the peer's end of stream")
     t.close()
 
 
 # --- adopting a socket -------------------------------------------------------------
 
 
-def test_adopting_a_listening_socket_accepts(poller: Poller) -> None:
+def test_adopting_a_listening_socket_accepts(pike_poller: Poller) -> None:
     raw = socket.socket()
     raw.bind(("127.0.0.1", 0))
     raw.listen(8)
@@ -265,27 +267,27 @@ def test_adopting_a_listening_socket_accepts(poller: Poller) -> None:
         def handle_accepted(self, sock: socket.socket, addr: object) -> None:
             accepted.append(sock)
 
-    t = Adopted(alternate_poller=poller, sock=raw)
+    t = Adopted(alternate_poller=pike_poller, sock=raw)
     assert t.state is State.LISTENING
     assert t.accepting
     with socket.create_connection(raw.getsockname()):
-        run_until(poller, lambda: accepted, what="the adopted listener to accept")
+        run_until(pike_poller, lambda: accepted, what="the adopted listener to accept")
     accepted[0].close()
     t.close()
 
 
 @pytest.mark.parametrize("connected", [False, True], ids=["bound", "connected"])
-def test_adopting_a_datagram_socket_reads_datagrams(poller: Poller, connected: bool) -> None:
+def test_adopting_a_datagram_socket_reads_datagrams(pike_poller: Poller, connected: bool) -> None:
     raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     raw.bind(("127.0.0.1", 0))
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sender.bind(("127.0.0.1", 0))
     if connected:
         raw.connect(sender.getsockname())
-    t = Recorder(poller, raw)
+    t = Recorder(pike_poller, raw)
     assert t.state is State.DATAGRAM
     sender.sendto(b"datagram", raw.getsockname())
-    run_until(poller, lambda: bytes(t.received) == b"datagram", what="the datagram")
+    run_until(pike_poller, lambda: bytes(t.received) == b"datagram", what="the datagram")
     t.close()
     sender.close()
 
@@ -313,18 +315,18 @@ class Datagrams(Transport):
         self.close()
 
 
-def test_an_empty_datagram_is_data_and_the_transport_stays_open(poller: Poller) -> None:
-    t = Datagrams(poller)
+def test_an_empty_datagram_is_data_and_the_transport_stays_open(pike_poller: Poller) -> None:
+    t = Datagrams(pike_poller)
     assert t.recvfrom(100) == (b"", None), "nothing there yet: (b'', None)"
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sender.bind(("127.0.0.1", 0))
     sender.sendto(b"", t.addr)
-    run_until(poller, lambda: t.got, what="the empty datagram")
+    run_until(pike_poller, lambda: t.got, what="the empty datagram")
     assert t.got == [(b"", sender.getsockname())]
     assert not t.closed
     assert t.closes == 0
     sender.sendto(b"later", t.addr)
-    run_until(poller, lambda: len(t.got) == 2, what="a later datagram")
+    run_until(pike_poller, lambda: len(t.got) == 2, what="a later datagram")
     assert t.got[1] == (b"later", sender.getsockname())
     assert t.sendto(b"back", sender.getsockname()) == 4
     assert sender.recv(16) == b"back"
@@ -333,97 +335,129 @@ def test_an_empty_datagram_is_data_and_the_transport_stays_open(poller: Poller) 
     sender.close()
 
 
+def test_a_connected_datagram_transport_exchanges_datagrams(pike_poller: Poller) -> None:
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(10)
+    t = Recorder(pike_poller)
+    t.create_socket(socket.AF_INET, socket.SOCK_DGRAM)
+    t.connect(peer.getsockname())
+    run_until(pike_poller, lambda: t.calls, what="handle_connect of a datagram socket")
+    assert t.calls == ["connect"]
+    assert t.state is State.DATAGRAM
+    pike_poller.defer_write(t)
+    run_until(pike_poller, lambda: t.count("write"), what="the handle_write asked for")
+    for _ in range(3):
+        pike_poller.poll(0.01)
+    assert t.calls == ["connect", "write"]
+    sock = t.socket
+    assert sock is not None
+    assert t.send(b"ping") == 4
+    data, address = peer.recvfrom(16)
+    assert (data, address) == (b"ping", sock.getsockname())
+    peer.sendto(b"pong", address)
+    run_until(pike_poller, lambda: bytes(t.received) == b"pong", what="the reply datagram")
+    assert t.calls == ["connect", "write", "read"]
+    t.close()
+    peer.close()
+
+
 # --- connecting over AF_UNIX ---------------------------------------------------------
 
 
 @needs_af_unix
-def test_unix_connect_made_at_once_reports_through_the_poller(poller: Poller, tmp_path: object) -> None:
+def test_unix_connect_made_at_once_reports_through_the_poller(pike_poller: Poller, tmp_path: object) -> None:
     path = f"{tmp_path}/now.sock"
-    server = Listener(poller, Recorder, socket.AF_UNIX, path)
+    server = Listener(pike_poller, Recorder, socket.AF_UNIX, path)
 
     class Raising(Recorder):
         def handle_connect(self) -> None:
             super().handle_connect()
             raise ValueError("bug in handle_connect")
 
-    client = Raising(poller)
+    client = Raising(pike_poller)
     client.create_socket(socket.AF_UNIX)
     client.connect(path)  # connected at once by the OS; the callback must not run here
     assert client.calls == []
-    run_until(poller, lambda: client.errors, what="the error of handle_connect")
+    run_until(pike_poller, lambda: client.errors, what="the error of handle_connect")
     assert client.calls[:2] == ["connect", "error"]
     assert isinstance(client.errors[0], ValueError)
-    run_until(poller, lambda: server.accepted, what="the server's side of it")
+    run_until(pike_poller, lambda: server.accepted, what="the server's side of it")
 
 
-def _fill_unix_backlog(path: str) -> List[socket.socket]:
-    """Connects to the AF_UNIX listener at ``path`` until its backlog is full."""
-    fillers: List[socket.socket] = []
-    while True:
-        s = socket.socket(socket.AF_UNIX)
-        s.setblocking(False)
-        try:
-            s.connect(path)
-        except BlockingIOError:
+class FullBacklog:
+    """An AF_UNIX listener at ``path`` whose backlog is full (Linux then answers a
+    non-blocking connect with EAGAIN), and a client transport connecting to it."""
+
+    def __init__(self, poller: Poller, path: str) -> None:
+        self.path = path
+        self.listener = socket.socket(socket.AF_UNIX)
+        self.listener.bind(path)
+        self.listener.listen(1)
+        self.fillers: List[socket.socket] = []
+        while True:
+            s = socket.socket(socket.AF_UNIX)
+            s.setblocking(False)
+            try:
+                s.connect(path)
+            except BlockingIOError:
+                s.close()
+                break
+            self.fillers.append(s)
+            if len(self.fillers) > 1000:
+                self.close()
+                pytest.skip("this OS never refuses an AF_UNIX connect for a full backlog")
+        self.client = Recorder(poller)
+        self.client.create_socket(socket.AF_UNIX)
+        self.client.connect(path)
+
+    def close(self) -> None:
+        for s in self.fillers:
             s.close()
-            return fillers
-        fillers.append(s)
-        if len(fillers) > 1000:
-            pytest.skip("this OS never refuses an AF_UNIX connect for a full backlog")
+        self.listener.close()
+
+
+needs_full_backlog = pytest.mark.skipif(
+    sys.platform != "linux", reason="Linux answers a full AF_UNIX backlog with EAGAIN"
+)
 
 
 @needs_af_unix
-@pytest.mark.skipif(sys.platform != "linux", reason="Linux answers a full AF_UNIX backlog with EAGAIN")
+@needs_full_backlog
 def test_unix_connect_to_a_full_backlog_waits_without_spinning_then_connects(
-    poller: Poller, tmp_path: object
+    pike_poller: Poller, tmp_path: object
 ) -> None:
-    path = f"{tmp_path}/full.sock"
-    raw = socket.socket(socket.AF_UNIX)
-    raw.bind(path)
-    raw.listen(1)
-    fillers = _fill_unix_backlog(path)
-    client = Recorder(poller)
-    client.create_socket(socket.AF_UNIX)
-    client.connect(path)
+    full = FullBacklog(pike_poller, f"{tmp_path}/full.sock")
+    client = full.client
     assert client.state is State.CONNECTING
     cpu = time.process_time()
-    waits = waits_while_idle(poller)
+    waits = waits_while_idle(pike_poller)
     cpu = time.process_time() - cpu
     # The retry backs off to 0.1 s: a handful of waits, never a spin.
     assert waits <= 20, f"{waits} waits in 0.5 s while the backlog is full"
     assert cpu < 0.25, f"{cpu:.2f} s of CPU in 0.5 s while the backlog is full"
     assert client.calls == []
-    for _ in fillers:
-        conn, _ = raw.accept()
+    for _ in full.fillers:
+        conn, _ = full.listener.accept()
         conn.close()
-    run_until(poller, lambda: client.connected, what="the connect once the backlog has room")
+    run_until(pike_poller, lambda: client.connected, what="the connect once the backlog has room")
     assert client.calls == ["connect"]
     client.close()
-    for s in fillers:
-        s.close()
-    raw.close()
+    full.close()
 
 
 @needs_af_unix
-@pytest.mark.skipif(sys.platform != "linux", reason="Linux answers a full AF_UNIX backlog with EAGAIN")
+@needs_full_backlog
 def test_unix_connect_to_a_full_backlog_fails_cleanly_when_the_listener_goes(
-    poller: Poller, tmp_path: object
+    pike_poller: Poller, tmp_path: object
 ) -> None:
-    path = f"{tmp_path}/gone.sock"
-    raw = socket.socket(socket.AF_UNIX)
-    raw.bind(path)
-    raw.listen(1)
-    fillers = _fill_unix_backlog(path)
-    client = Recorder(poller)
-    client.create_socket(socket.AF_UNIX)
-    client.connect(path)
-    raw.close()
-    os.unlink(path)
-    run_until(poller, lambda: client.closed, what="the connect to fail")
-    assert client.calls == ["error", "close"]
-    assert isinstance(client.errors[0], OSError)
-    for s in fillers:
-        s.close()
+    full = FullBacklog(pike_poller, f"{tmp_path}/gone.sock")
+    full.listener.close()
+    os.unlink(full.path)
+    run_until(pike_poller, lambda: full.client.closed, what="the connect to fail")
+    assert full.client.calls == ["error", "close"]
+    assert isinstance(full.client.errors[0], OSError)
+    full.close()
 
 
 # --- a failed connect ----------------------------------------------------------------
@@ -448,29 +482,31 @@ class FailedConnect(Recorder):
 
 
 @pytest.mark.parametrize("behaviour", ["record", "close", "raise"])
-def test_a_failed_connect_ends_with_handle_close_after_handle_error(poller: Poller, behaviour: str) -> None:
+def test_a_failed_connect_ends_with_handle_close_after_handle_error(
+    pike_poller: Poller, behaviour: str
+) -> None:
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         address = unused.getsockname()  # bound, not listening: connects are refused
-        client = FailedConnect(poller)
+        client = FailedConnect(pike_poller)
         client.behaviour = behaviour
         client.create_socket()
         try:
             client.connect(address)
         except ConnectionRefusedError:
             pytest.skip("the OS refused the connect at once (the verdict never reaches the poller)")
-        run_until(poller, lambda: client.calls.count("close"), what="handle_close after the refusal")
+        run_until(pike_poller, lambda: client.calls.count("close"), what="handle_close after the refusal")
         for _ in range(3):
-            poller.poll(0.01)
+            pike_poller.poll(0.01)
     assert client.calls == ["error", "close"]
     assert client.closed
-    assert not poller.is_registered(client)
+    assert not pike_poller.is_registered(client)
 
 
 @pytest.mark.parametrize("verdict", ["refused", "reset"])
 @pytest.mark.parametrize("call", ["write", "send"])
 def test_a_send_that_meets_the_connects_failure_reports_the_failed_connect(
-    poller: Poller, verdict: str, call: str
+    pike_poller: Poller, verdict: str, call: str
 ) -> None:
     """``write()``/``send()`` before the poller read a failed connect's verdict take the
     error the verdict holds (the socket has none left to report): it is the failed
@@ -479,7 +515,7 @@ def test_a_send_that_meets_the_connects_failure_reports_the_failed_connect(
         server.bind(("127.0.0.1", 0))
         if verdict == "reset":
             server.listen(1)
-        client = FailedConnect(poller)
+        client = FailedConnect(pike_poller)
         client.create_socket()
         try:
             client.connect(server.getsockname())
@@ -495,26 +531,26 @@ def test_a_send_that_meets_the_connects_failure_reports_the_failed_connect(
             assert client.write(b"too early") is False
         else:
             assert client.send(b"too early") == 0
-        run_until(poller, lambda: client.closed, what="the failed connect to be reported")
+        run_until(pike_poller, lambda: client.closed, what="the failed connect to be reported")
         for _ in range(3):
-            poller.poll(0.01)
+            pike_poller.poll(0.01)
     assert client.calls == ["error", "close"]
     expected = ConnectionRefusedError if verdict == "refused" else ConnectionResetError
     assert isinstance(client.errors[0], expected), client.errors
-    assert not poller.is_registered(client)
+    assert not pike_poller.is_registered(client)
 
 
 # --- the registered socket itself -------------------------------------------------------
 
 
-def test_a_socket_closed_behind_the_pollers_back_fails_its_transport_only(poller: Poller) -> None:
+def test_a_socket_closed_behind_the_pollers_back_fails_its_transport_only(pike_poller: Poller) -> None:
     a1, b1 = connected_pair()
     a2, b2 = connected_pair()
-    victim, witness = Recorder(poller, a1), Recorder(poller, a2)
+    victim, witness = Recorder(pike_poller, a1), Recorder(pike_poller, a2)
     number = victim.fileno()
     a1.close()  # not victim.close(): the poller was not told
     b2.send(b"still served")
-    run_until(poller, lambda: bytes(witness.received) == b"still served", what="the other transport")
+    run_until(pike_poller, lambda: bytes(witness.received) == b"still served", what="the other transport")
     # Where the OS tells (select's EBADF, poll's POLLNVAL) the victim hears at once;
     # epoll and kqueue forget a closed descriptor silently, so the victim hears when
     # the number is registered again.
@@ -523,36 +559,38 @@ def test_a_socket_closed_behind_the_pollers_back_fails_its_transport_only(poller
         os.dup2(fresh_a.fileno(), number)
         fresh_a.close()
         fresh_a = socket.socket(fileno=number)
-    newcomer = Recorder(poller, fresh_a)
-    run_until(poller, lambda: victim.closed, what="the victim to be dropped")
+    newcomer = Recorder(pike_poller, fresh_a)
+    run_until(pike_poller, lambda: victim.closed, what="the victim to be dropped")
     assert victim.calls == ["error", "close"]
     assert isinstance(victim.errors[0], OSError)
     fresh_b.send(b"new")
-    run_until(poller, lambda: bytes(newcomer.received) == b"new", what="the newcomer on the reused number")
+    run_until(
+        pike_poller, lambda: bytes(newcomer.received) == b"new", what="the newcomer on the reused number"
+    )
     b2.send(b"again")
-    run_until(poller, lambda: bytes(witness.received) == b"still servedagain", what="the witness")
+    run_until(pike_poller, lambda: bytes(witness.received) == b"still servedagain", what="the witness")
     for t in (witness, newcomer):
         t.close()
     for s in (b1, b2, fresh_b):
         s.close()
 
 
-def test_adopting_a_closed_or_taken_socket_is_refused_with_the_cause(poller: Poller) -> None:
+def test_adopting_a_closed_or_taken_socket_is_refused_with_the_cause(pike_poller: Poller) -> None:
     a, b = connected_pair()
     a.close()
     with pytest.raises(RegistrationError, match="the socket is closed"):
-        Recorder(poller, a)
+        Recorder(pike_poller, a)
     c, d = connected_pair()
-    first = Recorder(poller, c)
+    first = Recorder(pike_poller, c)
     with pytest.raises(RegistrationError, match="already registered"):
-        Recorder(poller, c)
-    other = type(poller)(type(poller.backend)())
+        Recorder(pike_poller, c)
+    other = type(pike_poller)(type(pike_poller.backend)())
     try:
         with pytest.raises(RegistrationError, match="another poller"):
             Recorder(other, c)
     finally:
         other.close()
-    assert poller.transports() == [first]
+    assert pike_poller.transports() == [first]
     first.close()
     for s in (b, d):
         s.close()

@@ -9,7 +9,7 @@ import pytest
 
 from pike_core import Poller, WriteBufferFullError
 
-from .support import Recorder, connected_pair, run_until
+from .support import Recorder, connected_pair, read_to_end, read_until
 
 
 class Writer(Recorder):
@@ -21,9 +21,9 @@ class Writer(Recorder):
         self.calls.append("drain")
 
 
-def test_write_is_bounded_and_loses_nothing(poller: Poller) -> None:
+def test_write_is_bounded_and_loses_nothing(pike_poller: Poller) -> None:
     a, b = connected_pair()
-    t = Writer(poller, a)
+    t = Writer(pike_poller, a)
     chunk = os.urandom(32 * 1024)
     accepted = hashlib.sha256()
     accepted_bytes = 0
@@ -43,30 +43,18 @@ def test_write_is_bounded_and_loses_nothing(poller: Poller) -> None:
     assert answers[0] is True
     assert answers[-1] is False
     assert t.write_buffer_size <= t.write_limit
-    received = hashlib.sha256()
-    got = 0
-
-    def drain_peer() -> bool:
-        nonlocal got
-        while True:
-            try:
-                data = b.recv(1 << 20)
-            except BlockingIOError:
-                return got == accepted_bytes
-            received.update(data)
-            got += len(data)
-
-    run_until(poller, drain_peer, timeout=30, what="every accepted byte to arrive")
-    assert received.digest() == accepted.digest()
+    got = read_until(pike_poller, b, accepted_bytes, "every accepted byte to arrive", timeout=30)
+    assert len(got) == accepted_bytes
+    assert hashlib.sha256(got).digest() == accepted.digest()
     assert t.count("drain") == 1
     assert t.write_buffer_size == 0
     t.close()
     b.close()
 
 
-def test_close_when_done_sends_everything_first(poller: Poller) -> None:
+def test_close_when_done_sends_everything_first(pike_poller: Poller) -> None:
     a, b = connected_pair()
-    t = Writer(poller, a)
+    t = Writer(pike_poller, a)
     t.write_limit = 32 << 20
     # More than loopback's socket buffers take, so part of it has to wait in ours.
     payload = os.urandom(24 << 20)
@@ -74,19 +62,6 @@ def test_close_when_done_sends_everything_first(poller: Poller) -> None:
     assert t.write_buffer_size > 0
     t.close_when_done()
     assert not t.closed
-    got = bytearray()
-
-    def read_all() -> bool:
-        while True:
-            try:
-                data = b.recv(1 << 20)
-            except BlockingIOError:
-                return False
-            if not data:
-                return True
-            got.extend(data)
-
-    run_until(poller, read_all, timeout=30, what="the buffered bytes, then EOF")
-    assert bytes(got) == payload
+    assert read_to_end(pike_poller, b, "the buffered bytes, then EOF", timeout=30) == payload
     assert t.closed
     b.close()

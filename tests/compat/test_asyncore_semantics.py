@@ -1,13 +1,16 @@
 """pike_core.compat.asyncore keeps asyncore's documented behaviour, in both dispatch
-flavours, on whichever backend pike-core chooses; and a pass asks only the dispatchers whose
-answers may have changed."""
+flavours, on every backend usable here (each socket map's poller is chosen by
+``PIKE_POLLER``); and a pass asks only the dispatchers whose answers may have changed."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import importlib.util
+import json
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -18,15 +21,24 @@ from typing import Any, Callable, Dict, Iterator, List, Tuple
 import pytest
 
 import pike_core.compat.asyncore as ours
-from pike_core import choose_backend
+from pike_core import available_backends, events
 
 Map = Dict[int, Any]
 FLAVOUR = pytest.mark.parametrize("use_poll", [False, True], ids=["select-flavour", "poll-flavour"])
+USABLE = {status.name: status for status in available_backends() if status.usable}
+
+
+@pytest.fixture(params=sorted(USABLE))
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each usable backend in turn, as the one new socket maps' pollers run on."""
+    name: str = request.param
+    monkeypatch.setenv("PIKE_POLLER", name)
+    return name
 
 
 @pytest.fixture
-def amap() -> Iterator[Map]:
-    """A private socket map, closed (and its poller released) afterwards."""
+def amap(backend: str) -> Iterator[Map]:
+    """A private socket map on ``backend``, closed (and its poller released) afterwards."""
     socket_map: Map = {}
     yield socket_map
     ours.close_all(socket_map, ignore_all=True)
@@ -160,10 +172,11 @@ def test_end_of_stream_reaches_handle_close_through_recv(amap: Map, use_poll: bo
 
 
 @FLAVOUR
-def test_urgent_data_reaches_handle_expt(amap: Map, use_poll: bool) -> None:
-    backend = choose_backend().backend.name
-    if backend not in ("epoll", "poll"):
-        pytest.skip(f"{backend} does not report POLLPRI; only epoll and poll pass it through")
+def test_urgent_data_reaches_handle_expt(amap: Map, backend: str, use_poll: bool) -> None:
+    backend_class = USABLE[backend].backend_class
+    assert backend_class is not None
+    if not backend_class.supported & events.PRIORITY:
+        pytest.skip(f"{backend} does not declare PRIORITY: out-of-band data is not reported")
     a, b = tcp_pair()
     d = Recorder(a, amap)
     b.send(b"!", socket.MSG_OOB)
@@ -274,6 +287,32 @@ def test_map_changed_directly_is_noticed(amap: Map, use_poll: bool) -> None:
 
 
 @FLAVOUR
+def test_a_dispatcher_taken_out_of_the_map_mid_pass_gets_no_event(amap: Map, use_poll: bool) -> None:
+    """Two dispatchers ready in one pass; the first dispatched deletes the other's map entry
+    directly: as in the stdlib (which looks each descriptor up in the map), the other's
+    pending event is not dispatched."""
+
+    class Remover(Recorder):
+        other: Recorder
+
+        def handle_read(self) -> None:
+            Recorder.handle_read(self)
+            amap.pop(self.other._fileno, None)
+
+    a, b = socket.socketpair()
+    c, e = socket.socketpair()
+    first, second = Remover(a, amap), Remover(c, amap)
+    first.other, second.other = second, first
+    one_pass(amap, use_poll)  # watch both before they become ready together
+    b.sendall(b"1")
+    e.sendall(b"2")
+    one_pass(amap, use_poll, timeout=1.0)
+    assert sorted([first.calls, second.calls]) == [[], ["read"]]
+    for s in (a, b, c, e):
+        s.close()
+
+
+@FLAVOUR
 def test_readable_false_is_not_read(amap: Map, use_poll: bool) -> None:
     class Gated(Recorder):
         open_gate = False
@@ -356,13 +395,41 @@ def test_file_dispatcher_reads_a_pipe(amap: Map, use_poll: bool) -> None:
     assert bytes(d.data) == b"through a pipe"
 
 
-def test_unknown_attributes_go_to_the_socket_with_a_deprecation_warning(amap: Map) -> None:
+@pytest.mark.skipif(sys.platform != "linux", reason="names the backends Linux has")
+def test_the_linux_backends_report_out_of_band_data_and_hang_ups() -> None:
+    """What asyncore's tests expect of select() and poll(): the backends declare it."""
+    for name in ("select", "poll", "epoll"):
+        status = USABLE[name]
+        assert status.backend_class is not None
+        assert status.backend_class.supported & events.PRIORITY, name
+        assert "hangup" in status.capabilities, name
+
+
+#: What Python 3.11's dispatcher answers to, beside its own attributes: none of these.
+SOCKET_ATTRIBUTES = ("family", "type", "getsockname", "getpeername", "setblocking", "fileno", "recv_into")
+
+
+def test_attributes_are_not_forwarded_to_the_socket(amap: Map) -> None:
+    """3.11's asyncore has no ``dispatcher.__getattr__``: what is not the dispatcher's
+    fails, as ``hasattr`` says, however the socket would answer."""
     a, b = socket.socketpair()
     d = ours.dispatcher(a, amap)
-    with pytest.warns(DeprecationWarning, match=r"dispatcher\.getsockname is deprecated"):
-        assert d.getsockname() == a.getsockname()
-    with pytest.raises(AttributeError, match="no attribute 'no_such_thing'"):
-        _ = d.no_such_thing
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name in SOCKET_ATTRIBUTES:
+            assert hasattr(a, name)
+            assert not hasattr(d, name), name
+        with pytest.raises(AttributeError, match="'dispatcher' object has no attribute 'getsockname'"):
+            d.getsockname()  # type: ignore[attr-defined]
+    if sys.version_info < (3, 12):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import asyncore as stdlib
+        c, e = socket.socketpair()
+        theirs = stdlib.dispatcher(c, {})
+        assert [hasattr(theirs, n) for n in SOCKET_ATTRIBUTES] == [hasattr(d, n) for n in SOCKET_ATTRIBUTES]
+        theirs.close()
+        e.close()
     b.close()
 
 
@@ -387,7 +454,8 @@ def test_loop_counts_passes_and_releases_the_map_poller(amap: Map) -> None:
 
 def test_a_pass_asks_only_what_may_have_changed(amap: Map, monkeypatch: pytest.MonkeyPatch) -> None:
     """Idle dispatchers of the base classes cost nothing per pass: with 150 of them and one
-    busy one, a pass evaluates readable()/writable() of the busy one only."""
+    busy one, a pass works out the interest of the busy one only (a pass asks the
+    dispatchers with predicates of their own, and those marked since the last pass)."""
 
     class Echo(ours.dispatcher_with_send):
         def handle_read(self) -> None:
@@ -402,13 +470,13 @@ def test_a_pass_asks_only_what_may_have_changed(amap: Map, monkeypatch: pytest.M
     Echo(busy_local, amap)
     one_pass(amap, False)  # the first pass asks every new dispatcher once
     asked: List[Any] = []
-    real_update = ours._MapWatch.update
+    real_run = ours._MapWatch.run
 
-    def counting_update(watch: Any, channel: Any) -> None:
-        asked.append(channel.obj)
-        real_update(watch, channel)
+    def recording_run(watch: Any, timeout: Any, by_kind: bool) -> Any:
+        asked.extend(channel.obj for channel in (*watch.asked.values(), *watch.pending))
+        return real_run(watch, timeout, by_kind)
 
-    monkeypatch.setattr(ours._MapWatch, "update", counting_update)
+    monkeypatch.setattr(ours._MapWatch, "run", recording_run)
     for round_trip in range(10):
         busy_peer.sendall(b"ping %d" % round_trip)
         passes_until(lambda: bool(asked), amap, False, "the echo")
@@ -475,11 +543,12 @@ def test_a_send_from_another_thread_wakes_the_wait(amap: Map, monkeypatch: pytes
     d = ours.dispatcher_with_send(a, amap)
     one_pass(amap, False)  # settled: watched for reading only
     waiting = threading.Event()
-    real_wait = ours._MapWatch.wait
+    poller = ours._watches[id(amap)].poller
+    real_poll = poller.poll
 
-    def wait(watch: Any, timeout: Any) -> Any:
+    def poll(timeout: Any) -> Any:
         waiting.set()
-        return real_wait(watch, timeout)
+        return real_poll(timeout)
 
     def send_later() -> None:
         # Only once the pass has asked its dispatchers: without a wake-up, the new write
@@ -487,7 +556,7 @@ def test_a_send_from_another_thread_wakes_the_wait(amap: Map, monkeypatch: pytes
         waiting.wait(5.0)
         d.send(b"x" * (4 << 20))
 
-    monkeypatch.setattr(ours._MapWatch, "wait", wait)
+    monkeypatch.setattr(poller, "poll", poll)
     sender = threading.Thread(target=send_later)
     sender.start()
     started = time.monotonic()
@@ -496,3 +565,86 @@ def test_a_send_from_another_thread_wakes_the_wait(amap: Map, monkeypatch: pytes
     sender.join()
     assert elapsed < 10.0
     b.close()
+
+
+# What a program that does `import asyncore` sees of the module's names: printed by a child
+# process, on the drop-in (through the shim's finder, which 3.11 does not install by
+# itself) or on the stdlib's asyncore.
+NAMES_CHILD = """
+import contextlib, io, json, sys, warnings
+warnings.simplefilter("ignore", DeprecationWarning)
+if sys.argv[1] == "drop-in":
+    import pike_asyncore_shim
+    if not pike_asyncore_shim.install():
+        sys.meta_path.insert(0, pike_asyncore_shim.AsyncoreFinder())
+import asyncore
+d = asyncore.dispatcher()
+logged = io.StringIO()
+with contextlib.redirect_stdout(logged):
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        d.handle_error()
+print(json.dumps({
+    "module": asyncore.__spec__.name,
+    "repr": repr(d).replace(hex(id(d)), "ID"),
+    "logged": logged.getvalue().split(" (")[0].replace(hex(id(d)), "ID"),
+    "classes": [c.__module__ + "." + c.__qualname__ for c in
+                (asyncore.dispatcher, asyncore.dispatcher_with_send, asyncore.ExitNow)],
+}))
+"""
+
+
+def names_seen(which: str) -> Dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-c", NAMES_CHILD, which], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    seen: Dict[str, Any] = json.loads(proc.stdout)
+    return seen
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pike_asyncore_shim") is None, reason="needs pike-asyncore-shim")
+def test_imported_as_asyncore_its_names_say_asyncore() -> None:
+    seen = names_seen("drop-in")
+    assert seen["module"] == "pike_core.compat.asyncore"
+    assert seen == {
+        "module": "pike_core.compat.asyncore",
+        "repr": "<asyncore.dispatcher at ID>",
+        "logged": "error: uncaptured python exception, closing channel <asyncore.dispatcher at ID>",
+        "classes": ["asyncore.dispatcher", "asyncore.dispatcher_with_send", "asyncore.ExitNow"],
+    }
+    if sys.version_info < (3, 12):
+        assert {**names_seen("stdlib"), "module": seen["module"]} == seen
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="lists /proc/self/fd")
+def test_a_maps_poller_is_released_at_exit(backend: str) -> None:
+    """A program that exits with dispatchers in its map: their sockets are the program's,
+    the map poller's descriptors (its wake-up socket pair) are the drop-in's to close."""
+    # The check is registered first, so it runs last of the exit handlers.
+    code = """
+import atexit, os, socket
+def still_open():
+    # Less the descriptor listdir() itself had open.
+    return {fd for fd in os.listdir("/proc/self/fd") if os.path.exists("/proc/self/fd/" + fd)}
+before = still_open()
+mine = set()
+atexit.register(lambda: print(sorted(still_open() - before - mine, key=int)))
+import pike_core.compat.asyncore as asyncore
+a, b = socket.socketpair()
+mine |= {str(a.fileno()), str(b.fileno())}
+asyncore.dispatcher(a)
+asyncore.loop(timeout=0, count=1)
+print(len(asyncore.socket_map), len(asyncore._watches))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PIKE_POLLER": backend},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "1", "[]"]

@@ -194,3 +194,114 @@ def test_shim_is_in_place_when_pytest_loads_pikes_plugin(tmp_path: Path) -> None
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- the loop with nothing to wait for ----------------------------------------------
+
+
+@pytest.mark.parametrize("backend", USABLE)
+def test_loop_with_a_count_returns_when_nothing_is_registered(backend: str) -> None:
+    """The original made ``count`` non-blocking passes and returned; a loop that blocks in
+    the OS wait must return instead of waiting for ever when nothing can end the wait."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import pike_core.compat.pike as t; t.loop(count=3); t.loop(); print('returned')",
+        ],
+        env={**os.environ, "PIKE_POLLER": backend},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "returned"), done.stderr
+
+
+def test_loop_with_a_count_runs_what_is_queued_then_returns(poller: Poller) -> None:
+    compat.poller = poller
+    try:
+        ran: List[int] = []
+        poller.call_soon(ran.append, 1)
+        poller.call_later(0.05, ran.append, 2)
+        started = time.monotonic()
+        compat.loop(count=5)
+        assert ran == [1, 2]
+        assert time.monotonic() - started < 5.0
+    finally:
+        del compat.poller
+
+
+# --- deferred_writers ---------------------------------------------------------------
+
+
+def test_deferred_writers_lists_the_transports_awaiting_their_write(poller: Poller) -> None:
+    """pike-smb2 code and tests read ``poller.deferred_writers`` (a set of descriptors)."""
+
+    class Writer(compat.Transport):
+        writes = 0
+
+        def handle_write(self) -> None:
+            self.writes += 1
+
+    a, b = socket.socketpair()
+    transport = Writer(alternate_poller=poller)
+    transport.set_socket(a)
+    assert poller.deferred_writers == frozenset()
+    # Watched for writing, but no write was asked for: not a deferred writer (pike kept
+    # connecting transports apart too).
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        connecting = Writer(alternate_poller=poller)
+        connecting.create_socket(socket.AF_INET, socket.SOCK_STREAM)
+        connecting.connect(listener.getsockname())
+        assert connecting.connecting
+        assert poller.deferred_writers == frozenset()
+        connecting.close()
+    poller.defer_write(transport)
+    assert poller.deferred_writers == {transport.fileno()}
+    assert transport.fileno() in poller.deferred_writers
+    _run_until(poller, lambda: transport.writes == 1)
+    assert poller.deferred_writers == frozenset()
+    with pytest.raises(AttributeError):
+        poller.deferred_writers = frozenset()  # type: ignore[misc]
+    transport.close()
+    b.close()
+
+
+# --- interpreter exit ---------------------------------------------------------------
+
+# Registered before pike-core is imported, this exit handler runs after pike-core's: it
+# lists the descriptors opened since it started that are still open.
+LEFT_OPEN = """
+import atexit, os, sys
+FOLDER = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
+def still_open():
+    # Less the descriptor listdir() itself had open.
+    return {fd for fd in os.listdir(FOLDER) if os.path.exists(os.path.join(FOLDER, fd))}
+before = still_open()
+atexit.register(lambda: print("left open:", sorted(still_open() - before, key=int)))
+"""
+
+
+@pytest.mark.skipif(
+    not any(os.path.isdir(d) for d in ("/proc/self/fd", "/dev/fd")), reason="lists /proc/self/fd"
+)
+@pytest.mark.parametrize("backend", USABLE)
+def test_the_default_pollers_descriptors_are_closed_at_exit(backend: str) -> None:
+    """Its wake-up socket pair was left to the interpreter's teardown: a ResourceWarning
+    for each socket, an error under ``-W error``."""
+    code = LEFT_OPEN + "import pike_core.compat.pike as t\nt.loop(timeout=0)\nprint(t.poller)\n"
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-X", "dev", "-c", code],
+        env={**os.environ, "PIKE_POLLER": backend},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"<Poller '{backend}'" in done.stdout
+    assert done.stdout.strip().endswith("left open: []"), done.stdout
+    assert "ResourceWarning" not in done.stderr

@@ -82,10 +82,12 @@ def many_descriptors() -> None:
 
 
 @pytest.mark.usefixtures("many_descriptors")
-def test_10k_connections_at_once_echo_checksummed_data(poller: Poller, pike_backend: BackendStatus) -> None:
+def test_10k_connections_at_once_echo_checksummed_data(
+    pike_poller: Poller, pike_backend: BackendStatus
+) -> None:
     if pike_backend.name == "select":
         pytest.skip("select watches at most FD_SETSIZE descriptors: see the refusal test")
-    figures = _serve_clients(poller, MANY, deadline=150)
+    figures = _serve_clients(pike_poller, MANY, deadline=150)
     print(f"10k[{pike_backend.name}]: {figures}")
     assert figures["served"] == MANY
     assert figures["lost"] == 0
@@ -157,18 +159,18 @@ class Sink(Transport):
         self.close()
 
 
-def test_1_gib_through_one_connection_sha256(poller: Poller, pike_backend: BackendStatus) -> None:
+def test_1_gib_through_one_connection_sha256(pike_poller: Poller, pike_backend: BackendStatus) -> None:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
-    source = Source(poller, os.urandom(2 * CHUNK))
+    source = Source(pike_poller, os.urandom(2 * CHUNK))
     source.create_socket()
     source.connect(listener.getsockname())
     sock, _ = listener.accept()
     listener.close()
-    sink = Sink(poller, sock)
+    sink = Sink(pike_poller, sock)
     start = time.monotonic()
-    run_until(poller, lambda: sink.ended, timeout=120, what="1 GiB and end of stream")
+    run_until(pike_poller, lambda: sink.ended, timeout=120, what="1 GiB and end of stream")
     seconds = time.monotonic() - start
     print(f"1GiB[{pike_backend.name}]: {seconds:.1f} s, {GIB / seconds / 1e6:.0f} MB/s")
     assert sink.count == GIB

@@ -4,18 +4,16 @@ wait, a peer that never reads, and fork() with a poller in use."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
-import traceback
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
 
 from pike_core import BackendStatus, Poller
-from pike_core.conformance.support import Recorder, connected_pair, run_until
+from pike_core.conformance.support import Recorder, connected_pair, in_forked_child, run_until
 
 CHILD = Path(__file__).with_name("child.py")
 CLIENTS = 5
@@ -94,44 +92,32 @@ def test_peer_that_never_reads_cannot_grow_the_process(pike_backend: BackendStat
     assert growth < 16 << 20, f"peak RSS grew by {growth} bytes writing to a peer that never reads"
 
 
-def test_fork_gives_the_child_its_own_poller_and_leaves_the_parent_alone(poller: Poller) -> None:
+def test_fork_gives_the_child_its_own_poller_and_leaves_the_parent_alone(pike_poller: Poller) -> None:
     a, b = connected_pair()
-    inherited = Recorder(poller, a)
+    inherited = Recorder(pike_poller, a)
     c, d = connected_pair()
-    quiet = Recorder(poller, c)
-    report_r, report_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through the pipe
-        status = 1
-        try:
-            os.close(report_r)
-            # Through a shared OS object these would remove and change the parent's
-            # interest: the parent would never hear of `inherited` again.
-            inherited.close()
-            poller.defer_write(quiet)
-            mine_a, mine_b = connected_pair()
-            mine = Recorder(poller, mine_a)
-            mine_b.send(b"child")
-            poller.call_soon_threadsafe(lambda: None)
-            run_until(poller, lambda: bytes(mine.received) == b"child", what="the child's own transport")
-            run_until(poller, lambda: "write" in quiet.calls, what="the child's deferred write")
-            poller.close()
-            status = 0
-        except BaseException:
-            os.write(report_w, traceback.format_exc().encode())
-        finally:
-            os._exit(status)
-    os.close(report_w)
-    with os.fdopen(report_r, "rb") as report:
-        problem = report.read().decode()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, f"the child failed:\n{problem}"
+    quiet = Recorder(pike_poller, c)
+
+    def child() -> None:
+        # Through a shared OS object these would remove and change the parent's
+        # interest: the parent would never hear of `inherited` again.
+        inherited.close()
+        pike_poller.defer_write(quiet)
+        mine_a, mine_b = connected_pair()
+        mine = Recorder(pike_poller, mine_a)
+        mine_b.send(b"child")
+        pike_poller.call_soon_threadsafe(lambda: None)
+        run_until(pike_poller, lambda: bytes(mine.received) == b"child", what="the child's own transport")
+        run_until(pike_poller, lambda: "write" in quiet.calls, what="the child's deferred write")
+        pike_poller.close()
+
+    in_forked_child(child)
     b.send(b"parent")
-    run_until(poller, lambda: bytes(inherited.received) == b"parent", what="the parent's transport")
+    run_until(pike_poller, lambda: bytes(inherited.received) == b"parent", what="the parent's transport")
     for _ in range(5):
-        poller.poll(0.01)
+        pike_poller.poll(0.01)
     assert quiet.calls == [], "the child's defer_write reached the parent"
     d.send(b"also")
-    run_until(poller, lambda: bytes(quiet.received) == b"also", what="the parent's other transport")
+    run_until(pike_poller, lambda: bytes(quiet.received) == b"also", what="the parent's other transport")
     for s in (b, d):
         s.close()

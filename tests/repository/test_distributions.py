@@ -168,7 +168,9 @@ def test_pike_bench_holds_the_benchmark_and_the_demo() -> None:
 
 def test_the_core_sdist_holds_its_test_suite_and_documentation() -> None:
     members = set(release.sdist_members(release.sdist_of(DIST_DIR, "pike-core")))
-    needed = {n for n in tracked("tests", "docs", "pike_core") if not n.startswith("tests/repository/")}
+    needed = {
+        n for n in tracked("tests", "docs", "pike_core", "examples") if not n.startswith("tests/repository/")
+    }
     needed |= {
         "conftest.py",
         "pyproject.toml",

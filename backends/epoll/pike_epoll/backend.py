@@ -17,6 +17,15 @@ without being unregistered is dropped by the kernel on its own, which is why
 ``unregister`` accepts "not there" (ENOENT, EBADF) as already done.  The epoll
 descriptor is close-on-exec; after ``fork()`` the child shares it with the parent, so the
 core gives the child a new one (the default :meth:`~pike_core.Backend.after_fork`).
+
+``epoll_wait`` returns at most ``maxevents`` events, and CPython's default is
+``FD_SETSIZE - 1``: with more descriptors ready, the rest would wait for the next call.
+The wait asks for as many as are registered (as ``selectors.EpollSelector`` does), so
+one wait reports everything that is ready, which a ``selectors`` caller relies on.
+
+epoll refuses a regular file or a directory with ``EPERM`` (``PermissionError``): such a
+descriptor is always ready, and the core, told so by the Backend contract, reports it
+ready at every wait itself, as poll(2) and select(2) would.
 """
 
 from __future__ import annotations
@@ -25,10 +34,10 @@ import errno
 import select
 from typing import Collection, Final, Optional, Tuple
 
-from pike_core import Backend, events
+from pike_core import Backend, CannotRunHere, events
 
 if not hasattr(select, "epoll"):
-    raise ImportError("needs Linux epoll (select.epoll is missing on this platform); use poll or select")
+    raise CannotRunHere("needs Linux epoll (select.epoll is missing on this platform); use poll or select")
 
 _GONE: Final = (errno.ENOENT, errno.EBADF)
 
@@ -41,14 +50,18 @@ class EpollBackend(Backend):
 
     def __init__(self) -> None:
         self._epoll = select.epoll()
+        # The core registers and unregisters each descriptor once, so this is exact.
+        self._registered = 0
 
     def register(self, fd: int, mask: int) -> None:
         self._epoll.register(fd, mask)
+        self._registered += 1
 
     def modify(self, fd: int, mask: int) -> None:
         self._epoll.modify(fd, mask)
 
     def unregister(self, fd: int) -> None:
+        self._registered -= 1
         try:
             self._epoll.unregister(fd)
         except OSError as exc:
@@ -56,7 +69,7 @@ class EpollBackend(Backend):
                 raise
 
     def wait(self, timeout: Optional[float]) -> Collection[Tuple[int, int]]:
-        return self._epoll.poll(-1 if timeout is None else timeout)
+        return self._epoll.poll(-1 if timeout is None else timeout, max(self._registered, 1))
 
     def close(self) -> None:
         self._epoll.close()

@@ -11,6 +11,6 @@ def pike_poller_backend() -> BackendSpec:
         name="epoll",
         backend="pike_epoll.backend:EpollBackend",
         priority=30,
-        capabilities=frozenset({"many_fds"}),
+        capabilities=frozenset({"many_fds", "hangup"}),
         summary="epoll(7): Linux, O(1) in idle connections",
     )

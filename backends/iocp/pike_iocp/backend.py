@@ -2,19 +2,33 @@
 
 Design notes
 ------------
-An I/O completion port reports *finished operations*, while pike-core dispatches on
+This is the part of a poller that talks to Windows: the :class:`~pike_core.Poller` holds
+an :class:`IocpBackend` and tells it, as a diff, what each socket should be watched for;
+the backend keeps no transport and no rule of dispatch.
+
+An I/O completion port reports *finished operations*, while the core dispatches on
 *readiness*.  Readiness is emulated the way wepoll and mio do it, with one operation that
 completes when a socket becomes ready: ``IOCTL_AFD_POLL``, issued with
 ``DeviceIoControl`` (through ctypes; ``_overlapped`` has no DeviceIoControl) on a handle
 to the AFD driver (``\\Device\\Afd``) that is associated with the port.  One poll is in
-flight per socket, asking for the events its interest needs (receive, accept, peer
-disconnect, abort, connect failure; plus send while write interest is on).  Its completion
-carries the events that hold now; they are translated to :mod:`pike_core.events` bits and
-the poll is issued again at the next wait, after the core has dispatched.  That makes it
+flight per registered socket, and it asks for exactly the events the mask calls for:
+
+* ``READ``: receive, accept and the peer's disconnect (end of stream);
+* ``WRITE``: send;
+* always: abort (a reset), connect failure and local close, the core's ``ERROR`` and
+  ``INVALID``, reported whether asked or not.
+
+So a socket whose reading is paused (a ``WRITE``-only mask, or no registration at all)
+has no poll with receive bits in flight: unread data and the peer's end of stream cost
+nothing, and its writes still drain.  The completion carries the events that hold now;
+they are translated to :mod:`pike_core.events` bits, and the poll is issued again at the
+next :meth:`~IocpBackend.wait`, after the core has dispatched.  That makes it
 level-triggered like epoll: data a ``handle_read`` left in the socket is reported again,
-and after a would-block ``send`` (or ``defer_write``) the ``AFD_POLL_SEND`` event gives
-exactly the one ``handle_write`` the contract promises.  A change of interest while a poll
-is in flight cancels it (``CancelIoEx``); the next wait re-issues it with the new events.
+and after a would-block ``send`` the send event gives exactly the one ``handle_write``
+the contract promises.  A change of mask while a poll is in flight cancels it
+(``CancelIoEx``); the next wait issues it with the new events.  AFD polls work on UDP
+sockets as on TCP ones (wepoll relies on it too), so datagram transports need nothing of
+their own.
 
 The alternatives were weighed under Wine and on paper.  A zero-byte overlapped
 ``WSARecv`` (libuv) gives "readable" only: it fails on listening and unconnected sockets,
@@ -23,27 +37,41 @@ it cannot say "writable again".  AFD poll covers readable, writable, acceptable 
 failed connects with one mechanism, so accepting is readiness-based and ``accept()``
 stays the core's own.
 
-Connects go through ``ConnectEx`` (after ``BindLocal`` when the socket is unbound), via
-the core's :meth:`~pike_core.Poller.start_connect` hook: the socket is associated with the
-port, its completion becomes the ``WRITE`` event, ``SO_UPDATE_CONNECT_CONTEXT`` is set
-before the core looks (so ``getpeername`` and ``SO_ERROR`` behave), and a failure's error,
-mapped to its WSA code, is what :meth:`connect_error` returns, so a refused connect is
-a ``ConnectionRefusedError`` in ``handle_error``, never "connected".  A socket already
-associated with another port (it was registered with another IOCP poller before) falls
-back to ``connect_ex`` with readiness from AFD poll.
+Stream connects go through ``ConnectEx`` (after ``BindLocal`` when the socket is
+unbound), via the :meth:`~IocpBackend.start_connect` hook: the socket is associated with
+the port, its completion becomes the ``WRITE`` event, ``SO_UPDATE_CONNECT_CONTEXT`` is set
+before the core looks (so ``getpeername`` and ``SO_ERROR`` behave), and a failure's
+error, mapped to its WSA code, is what :meth:`~IocpBackend.connect_error` returns, so a
+refused connect is a ``ConnectionRefusedError`` in ``handle_error``, never "connected".
+Windows supports ``ConnectEx`` on connection-oriented sockets only (Wine accepts it on
+UDP too), so a datagram socket connects with ``connect_ex``, which is immediate for it.
+So does a socket already associated with another port (it was registered with another
+IOCP poller before), with readiness from AFD poll.
 
 Every in-flight operation is kept in a dict by the address of its OVERLAPPED, with the
 descriptor and the *generation* of the registration it belongs to; the buffers live until
 the completion is dequeued.  Unregistering cancels the socket's operations; their
 completions (usually "aborted", error 995) are then dropped, and so is any completion of
-an older generation, so a late completion never reaches a transport that reuses the
-handle.  Closing the poller cancels everything and drains the port before freeing.
-``call_soon_threadsafe`` wakes the wait with ``PostQueuedCompletionStatus``; timers bound
-the ``GetQueuedCompletionStatusEx`` timeout (through ctypes: it takes a batch of
-completions per call, where ``_overlapped`` takes one), and an idle loop sleeps in it.
+an older generation, so a late completion never reaches a socket that reuses the handle.
+Closing the backend cancels everything and drains the port before freeing.
+
+The rest of the contract:
+
+* ``has_wake``: :meth:`~IocpBackend.wake` posts one packet with
+  ``PostQueuedCompletionStatus`` (coalesced: none is posted while one is queued), so the
+  core needs no socket-pair waker.  Waits take a batch of completions per call through
+  ``GetQueuedCompletionStatusEx`` (ctypes; ``_overlapped`` takes one per call), and an
+  idle loop sleeps in it.
+* ``admit``: the default, admitting every socket.  A completion port has no limit on the
+  handles associated with it, and each AFD poll is one small allocation, so the only limit
+  is memory (where ``select`` on Windows stops at 512 sockets).
+* ``after_fork``: not applicable; Windows has no ``fork()``.
+* ``supported``: ``READ | WRITE | PRIORITY``.  ``PRIORITY`` is AFD's receive expedited:
+  out-of-band data, asked for only while the mask has ``PRIORITY`` (a receive poll that
+  asked for it would complete at every wait while the urgent byte is unread).
 
 Not supported on Windows: ``AF_UNIX`` (Windows 10 has it, but CPython's ``socket`` module
-does not expose it there) and datagram sockets (pike-core transports are streams).
+does not expose it there).
 """
 
 from __future__ import annotations
@@ -57,11 +85,11 @@ import socket
 import sys
 from typing import Any, Collection, Dict, Final, List, Optional, Set, Tuple, Union
 
-from pike_core import Backend, events
+from pike_core import Backend, CannotRunHere, events
 from pike_core.timers import clock
 
 if sys.platform != "win32":
-    raise ImportError(
+    raise CannotRunHere(
         "needs Windows (I/O completion ports through _overlapped); use epoll, poll or select here"
     )
 
@@ -74,6 +102,7 @@ logger = logging.getLogger("pike_core")
 
 _IOCTL_AFD_POLL: Final = 0x00012024
 _AFD_POLL_RECEIVE: Final = 0x0001
+_AFD_POLL_RECEIVE_EXPEDITED: Final = 0x0002
 _AFD_POLL_SEND: Final = 0x0004
 _AFD_POLL_DISCONNECT: Final = 0x0008
 _AFD_POLL_ABORT: Final = 0x0010
@@ -83,9 +112,10 @@ _AFD_POLL_CONNECT_FAIL: Final = 0x0100
 #: Asked with READ interest: data, a pending connection, or the peer's end of stream.
 _AFD_READ: Final = _AFD_POLL_RECEIVE | _AFD_POLL_ACCEPT | _AFD_POLL_DISCONNECT
 _AFD_WRITE: Final = _AFD_POLL_SEND
-#: Asked whatever the interest: the core's ERROR, reported unasked.  The end of stream is
-#: not among them: a transport that paused reading must not be woken by it, at every wait.
-_AFD_ALWAYS: Final = _AFD_POLL_ABORT | _AFD_POLL_CONNECT_FAIL
+#: Asked whatever the mask: the core's ERROR and INVALID, reported unasked (wepoll asks for
+#: the local close too; Wine reports it even unasked).  The end of stream is not among
+#: them: a transport that paused reading must not be woken by it, at every wait.
+_AFD_ALWAYS: Final = _AFD_POLL_ABORT | _AFD_POLL_CONNECT_FAIL | _AFD_POLL_LOCAL_CLOSE
 
 _SIO_BASE_HANDLE: Final = 0x48000022
 _ERROR_IO_PENDING: Final = 997
@@ -290,6 +320,8 @@ def _to_mask(afd_events: int) -> int:
         mask |= events.ERROR
     if afd_events & _AFD_POLL_LOCAL_CLOSE:
         mask |= events.INVALID
+    if afd_events & _AFD_POLL_RECEIVE_EXPEDITED:
+        mask |= events.PRIORITY
     return mask
 
 
@@ -340,6 +372,7 @@ class IocpBackend(Backend):
     """A backend on an I/O completion port."""
 
     name = "iocp"
+    supported = events.READ | events.WRITE | events.PRIORITY
     has_wake = True
 
     def __init__(self) -> None:
@@ -393,6 +426,7 @@ class IocpBackend(Backend):
         watched = self._watched.get(sock.fileno())
         if (
             watched is None
+            or sock.type != socket.SOCK_STREAM
             or sock.family not in (socket.AF_INET, socket.AF_INET6)
             or not (isinstance(address, tuple) and len(address) >= 2)
             or not (isinstance(address[0], str) and isinstance(address[1], int))
@@ -453,6 +487,7 @@ class IocpBackend(Backend):
                 _AFD_ALWAYS
                 | (_AFD_READ if watched.mask & events.READ else 0)
                 | (_AFD_WRITE if watched.mask & events.WRITE else 0)
+                | (_AFD_POLL_RECEIVE_EXPEDITED if watched.mask & events.PRIORITY else 0)
             )
             current = watched.poll
             if current is not None:
@@ -488,8 +523,16 @@ class IocpBackend(Backend):
             else:
                 wait = min(math.ceil(max(deadline - clock(), 0.0) * 1000), _overlapped.INFINITE - 1)
             woken = False
-            for address, error in self._dequeue(wait):
-                woken = self._complete(address, error, ready) or woken
+            taken = self._dequeue(wait)
+            while True:
+                for address, error in taken:
+                    woken = self._complete(address, error, ready) or woken
+                if len(taken) < _ENTRIES:
+                    break
+                # A full batch: more completions may be queued.  Take them now, without
+                # waiting, so one wait reports every ready socket (a selectors caller
+                # expects that of select()).
+                taken = self._dequeue(0)
             # Only cancelled or stale operations came back: keep waiting, re-armed.
             if ready or woken or (deadline is not None and clock() >= deadline):
                 return ready.items()

@@ -59,7 +59,7 @@ import select
 import sys
 from typing import TYPE_CHECKING, Collection, Final, List, Optional, Tuple
 
-from pike_core import Backend
+from pike_core import Backend, CannotRunHere
 
 from .kevents import SUPPORTED, Filters
 
@@ -68,7 +68,7 @@ from .kevents import SUPPORTED, Filters
 # Linux and Windows, the platform test makes them skip the rest of this module there
 # (CI checks it with --platform darwin).
 if (TYPE_CHECKING and (sys.platform == "linux" or sys.platform == "win32")) or not hasattr(select, "kqueue"):
-    raise ImportError(
+    raise CannotRunHere(
         "needs kqueue(2), of macOS or a BSD (select.kqueue is missing on this platform); "
         "use epoll on Linux, iocp on Windows, or poll or select"
     )

@@ -64,12 +64,14 @@ import math
 import select
 from typing import ClassVar, Collection, Dict, List, Optional, Set, Tuple
 
-from pike_core import Backend, events
+from pike_core import Backend, CannotRunHere, events
 from pike_core.timers import clock
 from pike_core.waker import Waker
 
 if not hasattr(select, "poll"):
-    raise ImportError("needs poll(2), which this platform lacks (select.poll is missing); use select or iocp")
+    raise CannotRunHere(
+        "needs poll(2), which this platform lacks (select.poll is missing); use select or iocp"
+    )
 
 
 class PollBackend(Backend):

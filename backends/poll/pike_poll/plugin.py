@@ -11,6 +11,6 @@ def pike_poller_backend() -> BackendSpec:
         name="poll",
         backend="pike_poll.backend:PollBackend",
         priority=20,
-        capabilities=frozenset({"many_fds"}),
+        capabilities=frozenset({"many_fds", "hangup"}),
         summary="poll(2): POSIX, no descriptor limit",
     )

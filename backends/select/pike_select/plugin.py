@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import select
+
 from pike_core import BackendSpec, hookimpl
 
 
@@ -11,6 +13,7 @@ def pike_poller_backend() -> BackendSpec:
         name="select",
         backend="pike_select.backend:SelectBackend",
         priority=10,
-        capabilities=frozenset(),
+        # The hang-up is learnt from poll(2), which Python has everywhere but on Windows.
+        capabilities=frozenset({"hangup"} if hasattr(select, "poll") else ()),
         summary="select(2): portable fallback, FD_SETSIZE-limited",
     )

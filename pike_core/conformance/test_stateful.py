@@ -35,7 +35,7 @@ Invariants, checked after every step and at the end of each example:
   cut short, all of it arrives); so does every datagram, the empty ones included;
 * no spin: once nothing moves any more (paused transports with unread data, transports
   kept open after end of stream, held ones, far timers), a loop makes at most 2 OS waits
-  in 0.5 s;
+  in 0.2 s;
 * once everything is closed (or the poller was), the process holds no more descriptors
   than before.
 
@@ -44,11 +44,12 @@ example only; the steps left check what a closed poller promises (the thread-saf
 and ``close`` do nothing, the others raise ``PollerClosedError``), and the next example
 has a new poller.
 
-The CI budget (50 examples of 30 steps per backend) takes well under a minute a backend;
-``PIKE_SOAK=1`` runs a long soak (``PIKE_SOAK_EXAMPLES`` sets the number of examples per
-backend, 1000 by default, of 60 steps), which needs ``--pike-timeout 0``.  Outside a soak
-a failing example is reported as found, not shrunk: shrinking one over real sockets takes
-minutes, past the suite's watchdog, which would lose the report.
+The CI budget (50 examples of 30 steps per backend) takes about 15 s a backend, half the
+limit the suite's watchdog gives a test; ``PIKE_SOAK=1`` runs a long soak
+(``PIKE_SOAK_EXAMPLES`` sets the number of examples per backend, 1000 by default, of 60
+steps), which needs ``--pike-timeout 0``.  Outside a soak a failing example is reported
+as found, not shrunk: shrinking one over real sockets takes minutes, past the suite's
+watchdog, which would lose the report.
 """
 
 from __future__ import annotations
@@ -109,8 +110,10 @@ MAX_CONNECTIONS = 3 * MAX_PAIRS
 SETTLE = DEADLINE
 #: Seconds the timers of an example get to run at its end: each is due within 0.01 s.
 TIMERS_SETTLE = SETTLE / 2
-#: The idle loop watched for spinning, and the most OS waits it may make meanwhile.
-IDLE = 0.5
+#: The idle loop watched for spinning, and the most OS waits it may make meanwhile.  A
+#: spinning loop makes thousands; one watch per example is most of an example's time,
+#: which the suite's watchdog (30 s a test) bounds.
+IDLE = 0.2
 IDLE_WAITS = 2
 DAY = 86400.0
 #: Delays no timer reaches before its example ends: such a timer must never run.

@@ -582,13 +582,20 @@ class TransportMachine(RuleBasedStateMachine):
 
     @precondition(_is_open)
     @rule(
-        timeout=st.sampled_from(LONG_TIMEOUTS), how=st.sampled_from(["stop", "call_soon_threadsafe", "wake"])
+        timeout=st.sampled_from(LONG_TIMEOUTS),
+        how=st.sampled_from(["stop", "call_soon_threadsafe", "wake"]),
+        far=st.sampled_from([None, *FAR]),
     )
-    def loop_stopped_by_another_thread(self, timeout: Optional[float], how: str) -> None:
+    def loop_stopped_by_another_thread(
+        self, timeout: Optional[float], how: str, far: Optional[float]
+    ) -> None:
         """``loop()`` with a timeout that never ends it, stopped by another thread once
         it waits: by ``stop()``, by a ``stop()`` sent through ``call_soon_threadsafe``,
         or by ``stop()`` after a ``wake()`` that only ended one wait.  A callback may also
-        close the poller or leave the loop first."""
+        close the poller or leave the loop first.  With a timer ``far`` seconds away, the
+        timer bounds the wait, not the loop's timeout: the core clamps that one too."""
+        if far is not None:
+            self._schedule("timer", far, [Action("mark")])
         returned = threading.Event()
         end = time.monotonic() + DEADLINE
         errors: List[BaseException] = []

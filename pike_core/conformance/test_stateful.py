@@ -120,8 +120,8 @@ DAY = 86400.0
 FAR = [30 * DAY, 3650 * DAY, 1e10, 1e300]
 #: The timeouts of a loop only another thread ends (None and infinity: no limit).
 LONG_TIMEOUTS = [None, math.inf, 30 * DAY, 1e10, 1e300]
-#: What a new client is set up to do from its callbacks (see ``connect``).
-PLANS = [None, "reconnect", "pause_others_briefly", "pause_reading"]
+#: What a new client is set up to do (see ``connect``).
+PLANS = [None, "reconnect", "pause_others_briefly", "pause_reading", "end_of_stream"]
 
 #: Examples run per backend, by name: the figures the issue asks for.
 examples_run: Dict[str, int] = {}
@@ -385,7 +385,12 @@ class TransportMachine(RuleBasedStateMachine):
     def connect(self, client_keeps_open: bool, server_keeps_open: bool, plan: Optional[str]) -> None:
         """A new connection.  Each side's ``handle_close`` may keep it open (to reply
         later); the client may connect again from its ``handle_close``, hold every other
-        transport (``poller.pause``) from each ``handle_read``, or not read yet."""
+        transport (``poller.pause``) from each ``handle_read``, not read yet, or end its
+        sending side at once, its server kept open after end of stream."""
+        if plan == "end_of_stream":
+            # Set up whole, not left to a chance sequence of steps: a server in
+            # END_OF_STREAM is where a loop that still watches for reading spins.
+            server_keeps_open = True
         self._connect(None, client_keeps_open, server_keeps_open)
         client = self.pairs[-1].client
         assert client is not None
@@ -399,6 +404,9 @@ class TransportMachine(RuleBasedStateMachine):
         elif plan == "pause_reading":
             client.peer.read_paused = True
             client.peer.pause_reading()
+        elif plan == "end_of_stream":
+            # Still connecting: the FIN follows the handshake.
+            client.peer.half_close()
 
     @precondition(_has_sides)
     @rule(

@@ -671,7 +671,8 @@ class Transport:
             connecting), in which case exactly one ``handle_write`` follows once it can
             take more.  When the peer is gone, whatever :meth:`write` still holds is
             dropped (it can never be delivered), ``handle_close`` is called (once) and 0
-            returned.
+            returned; when the send meets the verdict of a connect that failed, the
+            failed connect is reported (as :meth:`connect` says) and 0 returned.
         :raises BrokenPipeError: :meth:`shutdown` closed the sending side.
         :raises OSError: the transport is closed, or an error that is not a disconnect.
         """
@@ -709,13 +710,19 @@ class Transport:
         """Called inside ``except`` when a send raised ``exc``.
 
         :returns: True when the socket is still connecting (the bytes must wait).  A
-            disconnect is reported through ``handle_close`` (False); anything else is
+            failed connect (the send took the error its verdict holds) is reported as
+            such, and a disconnect through ``handle_close`` (False); anything else is
             raised again (a send on a closed socket as the error ``what`` meets on a
             transport without one).
         """
         state = self._state
-        if state is _CONNECTING and exc.errno in _NOT_YET:
-            return True
+        if state is _CONNECTING:
+            if exc.errno in _NOT_YET:
+                return True
+            # The send consumed the socket's pending error: no event will bring the
+            # verdict any more, so this is it.
+            self._fail(exc)
+            return False
         if self._write_shut and exc.errno == errno.EPIPE:
             raise self._shut(what) from None
         if exc.errno not in _DISCONNECTED or state is _DATAGRAM or state is _IDLE:
@@ -752,7 +759,8 @@ class Transport:
         :returns: True while the waiting bytes are at most ``write_high_water``; False
             above it, and ``handle_drain`` follows once they are down to
             ``write_low_water``.  False too when the peer is gone (``handle_close`` was
-            called and nothing can be delivered any more).
+            called and nothing can be delivered any more), or the send met the verdict
+            of a connect that failed (reported as :meth:`connect` says).
         :raises WriteBufferFullError: the waiting bytes would exceed ``write_limit``;
             none of ``data`` was taken.
         :raises TypeError: ``data`` is not a contiguous bytes-like object.

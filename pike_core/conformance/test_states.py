@@ -473,6 +473,7 @@ class FailedConnect(Recorder):
 
     def handle_error(self) -> None:
         self.calls.append("error")
+        self.errors.append(sys.exc_info()[1])  # type: ignore[arg-type]
         if self.behaviour == "close":
             self.close()
         elif self.behaviour == "raise":
@@ -502,6 +503,43 @@ def test_a_failed_connect_ends_with_handle_close_after_handle_error(
             pike_poller.poll(0.01)
     assert client.calls == ["error", "close"]
     assert client.closed
+    assert not pike_poller.is_registered(client)
+
+
+@pytest.mark.parametrize("verdict", ["refused", "reset"])
+@pytest.mark.parametrize("call", ["write", "send"])
+def test_a_send_that_meets_the_connects_failure_reports_the_failed_connect(
+    pike_poller: Poller, verdict: str, call: str
+) -> None:
+    """``write()``/``send()`` before the poller read a failed connect's verdict take the
+    error the verdict holds (the socket has none left to report): it is the failed
+    connect, reported as such, never raised to the caller nor left to spin."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        if verdict == "reset":
+            server.listen(1)
+        client = FailedConnect(pike_poller)
+        client.create_socket()
+        try:
+            client.connect(server.getsockname())
+        except ConnectionRefusedError:
+            pytest.skip("the OS refused the connect at once (no verdict left to meet)")
+        if verdict == "reset":
+            _reset(server.accept()[0])
+        assert client.socket is not None
+        # The verdict is there, and the poller has not read it yet.
+        select.select([client.socket], [], [], 10.0)
+        assert client.calls == []
+        if call == "write":
+            assert client.write(b"too early") is False
+        else:
+            assert client.send(b"too early") == 0
+        run_until(pike_poller, lambda: client.closed, what="the failed connect to be reported")
+        for _ in range(3):
+            pike_poller.poll(0.01)
+    assert client.calls == ["error", "close"]
+    expected = ConnectionRefusedError if verdict == "refused" else ConnectionResetError
+    assert isinstance(client.errors[0], expected), client.errors
     assert not pike_poller.is_registered(client)
 
 

@@ -13,7 +13,6 @@ import errno
 import logging
 import math
 import os
-import sys
 import threading
 import weakref
 from typing import (
@@ -35,7 +34,7 @@ from typing import (
 from . import events
 from .backend import MAX_WAIT, Backend
 from .errors import CapacityError, PollerClosedError, RegistrationError
-from .interest import Interest
+from .interest import HELD, Interest
 from .timers import CLOCK_RESOLUTION, TimerHandle, TimerQueue, clock
 from .waker import Waker
 
@@ -45,10 +44,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("pike_core")
 
 _PROPAGATE = (KeyboardInterrupt, SystemExit)
+_READ: Final = events.READ
 #: The types a timeout may have without a closer look (bool is an int, and refused there).
 _SECONDS: Final = (int, float)
-#: The epoch of a held record: later than any wait, so no event is dispatched to it.
-_HELD: Final = sys.maxsize
 #: What a descriptor the OS refused as always ready is reported ready for (what poll(2)
 #: and select(2) say of a regular file).
 _ALWAYS_READY: Final = events.READ | events.WRITE
@@ -70,6 +68,16 @@ class Channel(Protocol):
     def _handle_events(self, mask: int) -> None: ...
 
     def close(self) -> None: ...
+
+
+class Reader(Protocol):
+    """A channel whose plain read events the poller may hand to ``handle_read`` itself
+    (see :attr:`Interest.reader <pike_core.interest.Interest.reader>`)."""
+
+    def handle_read(self) -> None: ...
+
+    def _report_error(self) -> None:
+        """Called inside ``except`` when ``handle_read`` raised."""
 
 
 def _check_timeout(timeout: Optional[float], what: str) -> Optional[float]:
@@ -96,11 +104,6 @@ def _closed_behind_our_back(rec: Interest) -> bool:
     return sock is not None and sock.fileno() != rec.fd
 
 
-#: Which poller watches each descriptor, across pollers: one socket must not be
-#: registered twice, which the OS does not always refuse.
-_watched_by: Dict[int, Poller] = {}
-
-
 class Poller:
     """Waits for socket events and dispatches them to registered transports.
 
@@ -123,8 +126,7 @@ class Poller:
             raise TypeError(
                 f"Poller(backend) needs a pike_core.Backend, a backend name or None, got {backend!r}"
             )
-        self._backend = backend
-        self._supported = backend.supported
+        self._use(backend)
         self._records: Dict[int, Interest] = {}
         # Records whose OS interest may be out of line, applied before the next wait.
         self._dirty: List[Interest] = []
@@ -144,6 +146,14 @@ class Poller:
             self._waker = Waker()
             self.register(self._waker)
         _live_pollers.add(self)
+        global _open_pollers
+        _open_pollers += 1
+
+    def _use(self, backend: Backend) -> None:
+        self._backend = backend
+        self._supported = backend.supported
+        # Asked of each new descriptor only where the backend has a limit to check.
+        self._admit = None if type(backend).admit is Backend.admit else backend.admit
 
     @property
     def backend(self) -> Backend:
@@ -187,9 +197,31 @@ class Poller:
                     f"to {current.channel!r}; close that one first",
                 )
             self._evict(current)
-        other = _watched_by.get(fd)
-        if other is not None and other is not self and not other._closed and fd in other._records:
-            held = other._records[fd]
+        if _open_pollers > 1:
+            self._check_other_pollers(transport, fd)
+        rec = Interest(fd, transport, transport._wanted(), self._epoch)
+        mask = rec.want & self._supported
+        try:
+            if self._admit is not None:
+                self._admit(fd)
+            if mask:
+                self._os_register(rec, mask)
+        except CapacityError as exc:
+            raise CapacityError(transport, f"cannot register {transport!r}: {exc}") from None
+        # Only once the OS took it, so a refusal leaves no trace of the transport here.
+        self._records[fd] = rec
+        transport._rec = rec
+
+    def _check_other_pollers(self, transport: Channel, fd: int) -> None:
+        """One socket must not be registered with two pollers, which the OS does not
+        always refuse: raise unless another poller's registration of ``fd`` is of a
+        socket closed behind its back (then it is dropped).  The pollers are asked, not
+        an index of every descriptor, which would cost memory per connection for a case
+        that only arises with more than one poller."""
+        for other in list(_live_pollers):
+            held = None if other is self or other._closed else other._records.get(fd)
+            if held is None:
+                continue
             if not _closed_behind_our_back(held):
                 raise RegistrationError(
                     transport,
@@ -198,18 +230,6 @@ class Poller:
                     "one socket can belong to one transport only",
                 )
             other._evict(held)
-        rec = Interest(fd, transport, transport._wanted(), self._epoch)
-        mask = rec.want & self._supported
-        try:
-            self._backend.admit(fd)
-            if mask:
-                self._os_register(rec, mask)
-        except CapacityError as exc:
-            raise CapacityError(transport, f"cannot register {transport!r}: {exc}") from None
-        # Only once the OS took it, so a refusal leaves no trace of the transport here.
-        self._records[fd] = rec
-        _watched_by[fd] = self
-        transport._rec = rec
 
     def _os_register(self, rec: Interest, mask: int) -> None:
         """Have the backend watch ``rec``'s descriptor for ``mask``.  One it refuses as
@@ -250,8 +270,6 @@ class Poller:
         if rec is None or rec.channel is not transport:
             raise RegistrationError(transport, f"{transport!r} is not registered with {self!r}")
         del self._records[fd]
-        if _watched_by.get(fd) is self:
-            del _watched_by[fd]
         self._always.pop(fd, None)
         transport._rec = None
         if rec.os:
@@ -266,7 +284,7 @@ class Poller:
         every other change waits for the next wait, so that changes made back and forth
         within one dispatch cost one backend call, or none.
         """
-        mask = 0 if rec.held else rec.want & self._supported
+        mask = 0 if rec.epoch == HELD else rec.want & self._supported
         if mask == rec.os or rec.failure is not None:
             return
         if not rec.os:
@@ -293,7 +311,7 @@ class Poller:
             rec.dirty = False
             if records.get(rec.fd) is not rec or rec.failure is not None:
                 continue
-            mask = 0 if rec.held else rec.want & self._supported
+            mask = 0 if rec.epoch == HELD else rec.want & self._supported
             if mask == rec.os:
                 continue
             try:
@@ -318,10 +336,9 @@ class Poller:
         :raises RegistrationError: ``transport`` is not registered with this poller.
         """
         rec = self._record_of(transport, "pause()")
-        if not rec.held:
-            rec.held = True
+        if rec.epoch != HELD:
             # Nor is it given what the current batch still holds for it.
-            rec.epoch = _HELD
+            rec.epoch = HELD
             self._changed(rec)
 
     def resume(self, transport: Channel) -> None:
@@ -331,8 +348,7 @@ class Poller:
         :raises RegistrationError: ``transport`` is not registered with this poller.
         """
         rec = self._record_of(transport, "resume()")
-        if rec.held:
-            rec.held = False
+        if rec.epoch == HELD:
             # Events come again from the next wait on (level-triggered: none is lost).
             rec.epoch = self._epoch
             self._changed(rec)
@@ -499,7 +515,7 @@ class Poller:
             ready = [
                 (rec.fd, rec.want & _ALWAYS_READY)
                 for rec in self._always.values()
-                if rec.want & _ALWAYS_READY and not rec.held
+                if rec.want & _ALWAYS_READY and rec.epoch != HELD
             ]
             if ready:
                 timeout = 0.0
@@ -508,13 +524,24 @@ class Poller:
         batch = self._backend.wait(timeout)
         if extra:
             batch = [*batch, *extra]
-        # The hot path: per event one dict lookup, one comparison and one method call.
+        # The hot path: per event one dict lookup, two comparisons and one method call.
+        # Data for a transport that is reading goes straight to its handle_read (the
+        # rule of Transport._handle_events, which decides every other event).
         get = self._records.get
         for fd, mask in batch:
             rec = get(fd)
             if rec is None or rec.epoch >= epoch:
                 continue
-            rec.channel._handle_events(mask)
+            reader = rec.reader
+            if reader is not None and mask == _READ:
+                try:
+                    reader.handle_read()
+                except _PROPAGATE:
+                    raise
+                except BaseException:
+                    reader._report_error()
+            else:
+                rec.channel._handle_events(mask)
         if self._timer_heap:
             self._run_timers()
         if self._ready:
@@ -584,8 +611,14 @@ class Poller:
         # hair before ``timeout`` has passed by the caller's own subtraction.
         start = clock()
         done = 0
+        records, ready, timers, poll = self._records, self._ready, self._timers, self.poll
         try:
-            while (count is None or done < count) and self._has_work():
+            # Until nothing could end a wait: no registered transport (the waker aside), no
+            # queued callback, no timer (asyncore's loop ends once its map is empty; so
+            # does this; close() drops them all).
+            while (count is None or done < count) and (
+                len(records) > (self._waker is not None) or ready or timers
+            ):
                 wait = None
                 if timeout is not None:
                     wait = timeout - (clock() - start)
@@ -595,18 +628,12 @@ class Poller:
                         wait = 0.0
                 if self._stopping:
                     wait = 0.0
-                self.poll(wait)
+                poll(wait)
                 done += 1
                 if self._stopping:
                     break
         finally:
             self._stopping = False
-
-    def _has_work(self) -> bool:
-        """Whether anything could end a wait: a registered transport, a pending timer or
-        a queued callback (asyncore's loop ends once its map is empty; so does this).
-        Never after :meth:`close`, which drops them all."""
-        return len(self._records) > (self._waker is not None) or bool(self._ready) or len(self._timers) > 0
 
     def stop(self) -> None:
         """Make :meth:`loop` return after the current iteration.  Safe from any thread;
@@ -623,17 +650,15 @@ class Poller:
         (a kqueue is not inherited at all); changing interest or waking through them would
         disturb the parent.  Dropping the child's copies leaves the parent untouched.
         """
-        self._backend = self._backend.after_fork()
+        self._use(self._backend.after_fork())
         old_waker = self._waker
         if old_waker is not None:
             del self._records[old_waker._fileno]
-            if _watched_by.get(old_waker._fileno) is self:
-                del _watched_by[old_waker._fileno]
             old_waker.close()
         for rec in self._records.values():
             rec.dirty = False
             rec.os = 0
-            mask = 0 if rec.held or rec.failure is not None else rec.want & self._supported
+            mask = 0 if rec.epoch == HELD or rec.failure is not None else rec.want & self._supported
             if mask and self._always.get(rec.fd) is not rec:
                 self._os_register(rec, mask)
         self._dirty.clear()
@@ -658,6 +683,8 @@ class Poller:
             transport.close()
         with self._close_lock:
             self._closed = True
+        global _open_pollers
+        _open_pollers -= 1
         waker = self._waker
         if waker is not None and self.is_registered(waker):
             self.unregister(waker)
@@ -688,6 +715,9 @@ class Poller:
 
 
 _live_pollers: weakref.WeakSet[Poller] = weakref.WeakSet()
+#: Pollers made and not closed yet (garbage collected ones included): while there is one,
+#: registering needs no look at the others (len() of the WeakSet is a Python call).
+_open_pollers = 0
 
 
 def _after_fork_in_child() -> None:

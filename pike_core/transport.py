@@ -20,7 +20,7 @@ from typing import Any, Callable, Final, Optional, Tuple, Union, cast
 from . import events
 from .discovery import default_poller
 from .errors import CapacityError, RegistrationError, WriteBufferFullError
-from .interest import Interest
+from .interest import HELD, Interest
 from .poller import Poller
 from .state import State
 from .timers import TimerHandle
@@ -247,9 +247,10 @@ class Transport:
         """Tell the poller what the transport wants now; called after every change of
         state or of a flag the wanted events depend on."""
         state = self._state
-        self._reading = (state is _CONNECTED or state is _DATAGRAM) and not self._read_paused
+        reading = self._reading = (state is _CONNECTED or state is _DATAGRAM) and not self._read_paused
         rec = self._rec
         if rec is not None:
+            rec.reader = self if reading else None
             want = self._wanted()
             if want != rec.want:
                 rec.want = want
@@ -311,6 +312,7 @@ class Transport:
         :raises OSError: the OS refused the socket.
         :raises RegistrationError: as :meth:`set_socket`; the new socket is closed.
         """
+        self._check_free()
         sock = socket.socket(family, type)
         try:
             self._adopt(sock, _DATAGRAM if _TYPE(sock) == socket.SOCK_DGRAM else _IDLE, None)
@@ -345,11 +347,13 @@ class Transport:
             raise RegistrationError(self, f"{self!r} already has a socket; close it before giving it another")
 
     def _adopt(self, sock: socket.socket, state: State, addr: Address) -> None:
-        self._check_free()
+        """Take ``sock`` (the caller checked that the transport has none) and register."""
         sock.setblocking(False)
         self._fileno = sock.fileno()
         self.socket = sock
-        self._reset_flags()
+        if self._state is _CLOSED:
+            # A socket had a life here; a new transport's flags are fresh from __init__.
+            self._reset_flags()
         self._addr = addr
         self._read_paused = False
         self._accept_held = False
@@ -361,6 +365,10 @@ class Transport:
             self.socket = None
             self._enter(_IDLE)
             raise
+        rec = self._rec
+        if rec is not None and self._reading:
+            # The new record learns that read events go straight to handle_read.
+            rec.reader = self
 
     def fileno(self) -> int:
         """The socket's descriptor, or -1 once closed."""
@@ -596,11 +604,11 @@ class Transport:
         """
         # recv runs once per read event: one test passes the common case, and a closed
         # socket is recognised only once the OS refused it.
-        if bufsize.__class__ is not int or not 0 < bufsize <= DIRECT_RECV:
-            bufsize = self._recv_size(bufsize, "recv()")
         sock = self.socket
-        if sock is None:
-            raise self._no_socket("recv()")
+        if sock is None or bufsize.__class__ is not int or not 0 < bufsize <= DIRECT_RECV:
+            bufsize = self._recv_size(bufsize, "recv()")
+            if sock is None:
+                raise self._no_socket("recv()")
         try:
             data = sock.recv(bufsize) if bufsize <= DIRECT_RECV else _recv_copied(sock, bufsize)
         except (BlockingIOError, InterruptedError):
@@ -963,7 +971,9 @@ class Transport:
             timer.cancel()
         if self._wbuf is not None:
             self._drop_buffer()
-        if self._rec is not None and self.poller.is_registered(self):
+        rec = self._rec
+        # Unless the poller dropped the record already (a socket closed behind its back).
+        if rec is not None and self.poller._records.get(rec.fd) is rec:
             self.poller.unregister(self)
         self._rec = None
         self._fileno = -1
@@ -1013,7 +1023,7 @@ class Transport:
                 self.handle_accept()
         if (
             self._rec is rec
-            and not rec.held
+            and rec.epoch != HELD
             and mask & (_WRITE | _UNASKED)
             and (self._wbuf or self._write_requested or self._shutdown_pending is not None)
             and self._state in _WRITING
@@ -1034,9 +1044,22 @@ class Transport:
 
     def _end_of_stream(self) -> None:
         """The peer finished or reset the connection: stop reading, tell ``handle_close``."""
-        if self._state is _CONNECTED:
-            self._enter(_END_OF_STREAM)
-        self._notify_close()
+        if self._state is not _CONNECTED:
+            self._notify_close()
+            return
+        # Reading stops at once (a read event left in this batch must not reach
+        # handle_read); what the OS watches is brought in line only if handle_close left
+        # the transport open, as most close it.
+        self._state = _END_OF_STREAM
+        self._reading = False
+        rec = self._rec
+        if rec is not None:
+            rec.reader = None
+        try:
+            self._notify_close()
+        finally:
+            if self._state is _END_OF_STREAM:
+                self._update_interest()
 
     def _notify_close(self) -> None:
         if not self._close_notified and self._state is not _CLOSED:

@@ -12,7 +12,10 @@
  *   --conns N       active connections / churn slots (default 1)
  *   --size S        message size; chunk size for stream
  *                   (default 1024; 65536 for stream)
- *   --idle N        idle connections opened first (idle workload only)
+ *   --idle N        idle connections opened first (idle workload only); the
+ *                   warm-up starts once the server has answered every active
+ *                   connection, so it has accepted the idle ones before (a
+ *                   server that accepts slowly is measured in its steady state)
  *   --seconds T     measured duration (default 3)
  *   --warmup W      uncounted warm-up before measuring (default 0.5)
  *   --cpu K         pin this process to core K
@@ -69,6 +72,7 @@ struct conn {
     uint32_t gen;      /* bumps with every new fd, to spot stale events */
     uint32_t events;   /* current epoll interest, to skip redundant MODs */
     uint32_t seed;     /* per-connection offset into the pattern */
+    int answered;      /* the server has echoed a whole message on it */
     size_t sent;       /* bytes of the current message sent */
     size_t recvd;      /* bytes of the current message echoed back */
     uint64_t tx_off;   /* stream position of the next byte to send */
@@ -118,6 +122,7 @@ static uint64_t ops_total;
 static uint64_t bytes_total;
 static long idle_opened;
 static long idle_connecting;
+static long active_answered;
 
 static struct snapshot snap_start;
 static int measuring;
@@ -508,6 +513,10 @@ static void on_connected(struct conn *c)
 static void on_message_done(struct conn *c)
 {
     ops_total++;
+    if (!c->answered) {
+        c->answered = 1;
+        active_answered++;
+    }
     if (opt.workload == W_STREAM) {
         c->recvd = 0;
         return;
@@ -684,6 +693,19 @@ static void open_idle(size_t first, size_t count)
     }
 }
 
+/* Waits until the server has echoed a message on each of the `count` active
+ * connections: they were opened after the idle ones, so it has accepted all. */
+static void wait_answered(size_t count)
+{
+    double deadline = now() + IDLE_OPEN_TIMEOUT;
+    while ((size_t)active_answered < count) {
+        if (now() > deadline)
+            fail("the server answered only %ld of %zu active connections within %.0f s "
+                 "of the idle ones being opened", active_answered, count, IDLE_OPEN_TIMEOUT);
+        run_events(100);
+    }
+}
+
 int main(int argc, char **argv)
 {
     parse_args(argc, argv);
@@ -718,6 +740,8 @@ int main(int argc, char **argv)
 
     for (size_t i = 0; i < active; i++)
         start_connect(&conns[i]);
+    if (idle > 0)
+        wait_answered(active);
 
     run_until(now() + opt.warmup);
     take_snapshot(&snap_start);

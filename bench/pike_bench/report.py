@@ -11,9 +11,10 @@ _HEADER = [
     "server",
     "median/s",
     "min-max",
+    "spread",
     "xC",
     "xuvloop",
-    "xasyncio",
+    "xselectors",
     "server CPU",
     "µs/op user+kernel",
     "loadgen CPU",
@@ -27,6 +28,18 @@ def _num(value: Optional[float], fmt: str) -> str:
 
 def _split(user: Optional[float], kernel: Optional[float]) -> str:
     return f"{_num(user, '.2f')}+{_num(kernel, '.2f')}"
+
+
+def _spread(row: Dict[str, Any]) -> str:
+    """The farthest run from the median, in percent of it, and the two groups' sizes
+    (low+high) of a bimodal cell."""
+    if row.get("spread") is None:
+        return "-"
+    text = f"±{row['spread'] * 100:.0f}%"
+    if row.get("bimodal"):
+        low, high = row["bimodal"]
+        text += f" bimodal {low}+{high}"
+    return text
 
 
 def table_rows(results: Dict[str, Any]) -> List[List[str]]:
@@ -49,9 +62,10 @@ def table_rows(results: Dict[str, Any]) -> List[List[str]]:
                 names[row["server"]],
                 _num(row["median"], ",.0f"),
                 rng,
+                _spread(row),
                 _num(row["vs_c"], ".2f"),
                 _num(row["vs_uvloop"], ".2f"),
-                _num(row["vs_asyncio"], ".2f"),
+                _num(row["vs_selectors"], ".2f"),
                 _num(row["server_cpu_percent"], ".0f") + "%",
                 _split(row.get("server_user_us_per_op"), row.get("server_sys_us_per_op")),
                 _num(row["loadgen_cpu_percent"], ".0f") + "%",
@@ -71,10 +85,13 @@ def _footer(results: Dict[str, Any]) -> List[str]:
     )
     return [
         f"machine: {m['cpu']}, {m['cores']} cores, {m['kernel']}, {m['python']}; {pinning}",
+        _pm_qos_line(c.get("pm_qos")),
         f"{c['runs']} interleaved runs of {c['seconds']} s (+{c['warmup']} s warm-up) per cell, "
         f"{results['elapsed_seconds']:.0f} s in all; {results['discarded_noisy_runs']} runs discarded and "
         f"repeated because other processes used > {c['noise_limit_percent']:.0f}% of a core",
-        "xC, xuvloop, xasyncio: median over repetitions of the ratio within each repetition (paired: "
+        "spread: the farthest run from the median, in percent of it; 'bimodal L+H': the runs fall "
+        "into a low group of L and a high group of H, apart by over 15% of the median",
+        "xC, xuvloop, xselectors: median over repetitions of the ratio within each repetition (paired: "
         "a slow spell of the machine during one repetition cancels out)",
         "µs/op user+kernel: the server's CPU time per operation (round trip, chunk, connection) "
         "in user space and in the kernel: a framework can only change the first",
@@ -82,34 +99,62 @@ def _footer(results: Dict[str, Any]) -> List[str]:
         "server process: the socket and framework objects, buffers and allocator overhead, not kernel "
         "socket memory",
         f"CPU with no connections and nothing due: {idle}",
-        *_own_loop_lines(results),
     ]
 
 
-def _own_loop_lines(results: Dict[str, Any]) -> List[str]:
-    """The pluggable dispatch's cost: a backend through the core against its own loop."""
-    pairs: Dict[str, List[str]] = {}
-    for row in results["summary"]:
-        if row.get("vs_own_loop") is not None:
-            pairs.setdefault(f"{row['server']} / {row['own_loop']}", []).append(
-                f"{row['workload']} {row['vs_own_loop']:.2f}"
+def _pm_qos_line(state: Optional[Dict[str, Any]]) -> str:
+    if state is None:
+        return "PM QoS: not recorded"
+    if state["held"]:
+        return f"PM QoS: {state['path']} held at {state['latency_us']} µs for the whole run"
+    return f"PM QoS: not held ({state['why']})"
+
+
+def pair_rows(results: Dict[str, Any]) -> List[List[str]]:
+    """The paired ratios the runner picked (goal by goal): one row per pair, one column per
+    workload, each ``median (min-max)``."""
+    keys = [w["key"] for w in results["workloads"]]
+    rows = [["paired ratio", *keys]]
+    for pair in results.get("pairs", []):
+        cells = []
+        for key in keys:
+            cell = pair["workloads"].get(key)
+            cells.append(
+                "-" if cell is None else f"{cell['median']:.2f} ({cell['min']:.2f}-{cell['max']:.2f})"
             )
-    return [f"{pair} (paired, as the x columns): {', '.join(cells)}" for pair, cells in pairs.items()]
+        rows.append([f"{pair['server']} / {pair['ref']}", *cells])
+    return rows
+
+
+def _aligned(rows: List[List[str]], left: int) -> List[str]:
+    """``rows`` as text columns, the first ``left`` of them left-aligned."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(cell.ljust(w) if i < left else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths)))
+        for r in rows
+    ]
 
 
 def text_table(results: Dict[str, Any]) -> str:
-    rows = [_HEADER, *table_rows(results)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(_HEADER))]
-    lines = [
-        "  ".join(cell.rjust(w) if i >= 2 else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths)))
-        for r in rows
+    lines = _aligned([_HEADER, *table_rows(results)], 2)
+    pairs = pair_rows(results)
+    extra = ["", *_aligned(pairs, 1)] if len(pairs) > 1 else []
+    return "\n".join([*lines, *extra, "", *_footer(results)])
+
+
+def _markdown(rows: List[List[str]], left: int) -> List[str]:
+    return [
+        "| " + " | ".join(rows[0]) + " |",
+        "|" + "---|" * left + "---:|" * (len(rows[0]) - left),
+        *("| " + " | ".join(r) + " |" for r in rows[1:]),
     ]
-    return "\n".join([*lines, "", *_footer(results)])
 
 
 def markdown_table(results: Dict[str, Any]) -> str:
-    lines = ["| " + " | ".join(_HEADER) + " |", "|" + "---|" * 2 + "---:|" * (len(_HEADER) - 2)]
-    lines += ["| " + " | ".join(r) + " |" for r in table_rows(results)]
+    lines = _markdown([_HEADER, *table_rows(results)], 2)
+    pairs = pair_rows(results)
+    if len(pairs) > 1:
+        lines += ["", *_markdown(pairs, 1)]
     return "\n".join([*lines, "", *(f"- {line}" for line in _footer(results))]) + "\n"
 
 

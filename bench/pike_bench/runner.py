@@ -10,17 +10,19 @@ measured window, the load generator's from its own ``getrusage``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
 import os
 import platform
 import statistics
+import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
+from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from pike_core.commands import non_negative_float, positive_float, positive_int
 from pike_core.discovery import available_backends, registry
@@ -36,6 +38,24 @@ NOISE_RETRIES = 3
 QUIET_WAIT = 3.0
 IDLE_CONNECTIONS = 5000
 SMOKE_IDLE_CONNECTIONS = 50
+#: Linux's CPU wake-up latency limit (PM QoS): while a process holds it open with 0
+#: written, idle cores poll instead of halting.  In a virtual machine a halted vCPU costs
+#: a hypervisor exit to wake (some 25 µs), which a one-connection ping-pong would measure
+#: instead of the server.
+PM_QOS = Path("/dev/cpu_dma_latency")
+#: A cell whose runs fall into two groups this far apart (a fraction of the median), with
+#: the gap over half of the whole range, is marked bimodal: a second mode, not noise.
+BIMODAL_GAP = 0.15
+#: The ratios the report prints per workload, ``(server, reference)``; ``{best}`` is the
+#: backend pike-core chooses here.  Pairs whose servers did not run are left out.
+PAIRS: Tuple[Tuple[str, str], ...] = (
+    ("pike-{best}", "uvloop"),
+    ("pike-{best}", "selectors"),
+    ("pike-{best}", "c"),
+    ("asyncore-pike", "pyasyncore"),
+    ("pike-{best}", "pike-{best}-own-loop"),
+    ("pike-{best}", "pike-{best}-baseline"),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +98,8 @@ class Server:
     title: str
     command: Tuple[str, ...]
     many_fds: bool = True
+    #: Runs in an environment of its own: this process's PYTHONPATH is not passed on.
+    foreign: bool = False
 
 
 @dataclasses.dataclass
@@ -91,6 +113,8 @@ class Config:
     budget: float
     workloads: Tuple[Workload, ...]
     server_keys: Optional[Tuple[str, ...]]
+    pm_qos: bool = True
+    baseline: Optional[str] = None
 
 
 # --- the machine ---------------------------------------------------------------------
@@ -169,12 +193,43 @@ def _cores() -> Tuple[Optional[int], Optional[int]]:
     return allowed[0], allowed[1]
 
 
+@contextlib.contextmanager
+def pm_qos_held(wanted: bool) -> Iterator[Dict[str, Any]]:
+    """Hold :data:`PM_QOS` at 0 µs while the block runs, where it can be written.
+
+    :returns: (as the context value) ``held`` and, when it is not held, ``why``.
+    """
+    if not wanted:
+        yield {"held": False, "why": "not asked for (--no-pm-qos)"}
+        return
+    try:
+        fd = os.open(PM_QOS, os.O_WRONLY)
+    except OSError as exc:
+        yield {"held": False, "why": f"{PM_QOS} is not writable here ({exc.strerror})"}
+        return
+    try:
+        # The kernel keeps the limit while the file stays open, and drops it at close.
+        os.write(fd, struct.pack("i", 0))
+        yield {"held": True, "path": str(PM_QOS), "latency_us": 0}
+    finally:
+        os.close(fd)
+
+
+def pm_qos_text(state: Dict[str, Any]) -> str:
+    if state["held"]:
+        return f"PM QoS: {state['path']} held at {state['latency_us']} µs for the run (idle cores poll)"
+    return f"PM QoS: not held, {state['why']}: idle cores halt, and waking one adds to latency"
+
+
 # --- servers ---------------------------------------------------------------------------
 
 
-def find_servers(echo_server: Path) -> List[Server]:
+def find_servers(echo_server: Path, baseline: Optional[str] = None) -> List[Server]:
     """The C reference, pike on every usable backend (plus the first one on a loop of
-    its own), asyncio, asyncio on pike-asyncio's loop and uvloop when they are installed."""
+    its own), asyncio, asyncio on pike-asyncio's loop and uvloop when they are installed, a
+    hand-written ``selectors`` loop, the asyncore echo server on PyPI's asyncore (when
+    installed) and on the drop-in, and the first backend's pike server from ``baseline``
+    (another environment's Python)."""
     python = (sys.executable, "-m", "pike_bench.servers")
     servers = [Server("c", "C epoll (reference)", (str(echo_server),))]
     usable = [s for s in available_backends() if s.usable]
@@ -194,6 +249,15 @@ def find_servers(echo_server: Path) -> List[Server]:
             f"pike-{best}-own-loop", f"pike {best}, own loop", (*python, "pike-own-loop", "--backend", best)
         )
     )
+    if baseline is not None:
+        servers.append(
+            Server(
+                f"pike-{best}-baseline",
+                f"pike {best} of {baseline}",
+                (baseline, "-m", _baseline_module(baseline), "pike", "--backend", best),
+                foreign=True,
+            )
+        )
     servers.append(Server("asyncio", "asyncio Protocol", (*python, "asyncio")))
     if importlib.util.find_spec("pike_asyncio") is not None:
         many = any(s.name == best and "many_fds" in s.capabilities for s in usable)
@@ -201,13 +265,73 @@ def find_servers(echo_server: Path) -> List[Server]:
         servers.append(Server(f"pike-asyncio-{best}", f"asyncio Protocol, pike {best}", command, many))
     if importlib.util.find_spec("uvloop") is not None:
         servers.append(Server("uvloop", "uvloop Protocol", (*python, "uvloop")))
+    servers.append(Server("selectors", "hand-written selectors loop", (*python, "selectors")))
+    if _installed("pyasyncore"):
+        servers.append(Server("pyasyncore", "asyncore echo on pyasyncore", (*python, "pyasyncore")))
+    servers.append(
+        Server("asyncore-pike", "asyncore echo on pike_core.compat.asyncore", (*python, "asyncore-pike"))
+    )
     return servers
 
 
+def _installed(distribution: str) -> bool:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        version(distribution)
+    except PackageNotFoundError:
+        return False
+    return True
+
+
+#: Where the benchmark's servers live, in this release and before pike-bench was a
+#: distribution of its own.
+_SERVER_MODULES = ("pike_bench.servers", "pike_core.bench.servers")
+
+
+def _baseline_module(python: str) -> str:
+    """The echo server module that the interpreter ``python`` (another environment) has.
+
+    :raises ValueError: ``python`` does not run, or has neither module.
+    """
+    # find_spec of a submodule raises when its package is missing.
+    probe = (
+        "import importlib.util\n"
+        f"for module in {_SERVER_MODULES!r}:\n"
+        "    try:\n"
+        "        if importlib.util.find_spec(module):\n"
+        "            print(module)\n"
+        "            break\n"
+        "    except ImportError:\n"
+        "        pass\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    try:
+        out = subprocess.run(
+            [python, "-c", probe], capture_output=True, text=True, check=False, timeout=60, env=env, cwd="/"
+        )
+    except OSError as exc:
+        raise ValueError(f"--baseline {python}: cannot run it: {exc}") from None
+    module = out.stdout.strip()
+    if out.returncode != 0 or not module:
+        detail = f" ({out.stderr.strip().splitlines()[-1]})" if out.stderr.strip() else ""
+        raise ValueError(
+            f"--baseline {python}: that Python has none of {', '.join(_SERVER_MODULES)}{detail}; give "
+            "the python of an environment with pike-bench (or a pike-core before 0.2) installed"
+        )
+    return module
+
+
 class RunningServer:
-    def __init__(self, server: Server, core: Optional[int]) -> None:
+    """A server process, started in ``cwd``: not in a checkout, whose folder ``python -m``
+    would put first on the path, ahead of what the server's environment has installed."""
+
+    def __init__(self, server: Server, core: Optional[int], cwd: Path) -> None:
         self.server = server
-        self.proc = subprocess.Popen(server.command, stdout=subprocess.PIPE, text=True)
+        env = None
+        if server.foreign:
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        self.proc = subprocess.Popen(server.command, stdout=subprocess.PIPE, text=True, cwd=cwd, env=env)
         if core is not None:
             os.sched_setaffinity(self.proc.pid, {core})
         assert self.proc.stdout is not None
@@ -254,7 +378,9 @@ def run_once(
     # The load generator's own clock starts after connecting and warming up; sample the
     # server over about the same window.
     if workload.many_fds:
-        _wait_for_descriptors(server, proc, cfg.idle)
+        # Every connection, the active ones included (they come last, and the load
+        # generator's warm-up starts once each was answered).
+        _wait_for_descriptors(server, proc, cfg.idle + int(args[args.index("--conns") + 1]))
     time.sleep(cfg.warmup)
     (user0, sys0), busy0, t0 = _proc_times(server.pid), _busy(), time.monotonic()
     out, err = proc.communicate()
@@ -318,10 +444,10 @@ def measure_idle_cpu(servers: Dict[str, RunningServer], seconds: float) -> Dict[
 
 
 def run_benchmark(cfg: Config, stream: IO[str] = sys.stdout) -> Dict[str, Any]:
-    bin_dir = cfg.out / "bin"
+    bin_dir = (cfg.out / "bin").resolve()
     echo_server = cbuild.build("echo_server", bin_dir)
     loadgen = cbuild.build("loadgen", bin_dir)
-    servers = find_servers(echo_server)
+    servers = find_servers(echo_server, cfg.baseline)
     if cfg.server_keys:
         unknown = set(cfg.server_keys) - {s.key for s in servers}
         if unknown:
@@ -353,24 +479,72 @@ def run_benchmark(cfg: Config, stream: IO[str] = sys.stdout) -> Dict[str, Any]:
         f"{len(plan)} runs: {len(servers)} servers x {len(cfg.workloads)} workloads x {cfg.runs}, "
         f"{cfg.seconds} s each after {cfg.warmup} s warm-up",
     )
+    started = time.monotonic()
+    with pm_qos_held(cfg.pm_qos) as pm_qos:
+        _progress(stream, pm_qos_text(pm_qos))
+        idle_cpu, records, discarded = _run_plan(plan, servers, cfg, loadgen, stream)
+    return {
+        "machine": info,
+        "config": {
+            "runs": cfg.runs,
+            "seconds": cfg.seconds,
+            "warmup": cfg.warmup,
+            "idle": cfg.idle,
+            "smoke": cfg.smoke,
+            "budget_seconds": cfg.budget,
+            "server_core": server_core,
+            "loadgen_core": loadgen_core,
+            "noise_limit_percent": NOISE_LIMIT,
+            "pm_qos": pm_qos,
+            "baseline": cfg.baseline,
+        },
+        "elapsed_seconds": time.monotonic() - started,
+        "discarded_noisy_runs": discarded,
+        "servers": [dataclasses.asdict(s) for s in servers],
+        "workloads": [
+            dict(dataclasses.asdict(w), title=w.title.replace("{idle}", f"{cfg.idle:,}"))
+            for w in cfg.workloads
+        ],
+        "idle_cpu_percent": idle_cpu,
+        "runs": records,
+        "summary": summarise(records, servers, cfg.workloads),
+        "pairs": paired_table(records, servers, cfg.workloads),
+    }
+
+
+def _run_plan(
+    plan: List[Tuple[int, Workload, Server]],
+    servers: List[Server],
+    cfg: Config,
+    loadgen: Path,
+    stream: IO[str],
+) -> Tuple[Dict[str, float], List[Dict[str, Any]], int]:
+    """Every run of ``plan``, noisy ones repeated.
+
+    :returns: the servers' CPU when idle, the runs' records, how many runs were discarded.
+    """
+    started = time.monotonic()
+    server_core, loadgen_core = _cores()
+    cwd = loadgen.parent
     records: List[Dict[str, Any]] = []
     discarded = 0
     # What one run costs besides its measured time: starting the load generator,
     # connecting, stopping (measured on the reference machine; a rough figure suffices).
     per_run = cfg.seconds + cfg.warmup + 0.5
-    started = time.monotonic()
-    running = {s.key: RunningServer(s, server_core) for s in servers}
+    running: Dict[str, RunningServer] = {}
     try:
+        for s in servers:
+            running[s.key] = RunningServer(s, server_core, cwd)
         idle_cpu = measure_idle_cpu(running, 0.2 if cfg.smoke else 2.0)
         for i, (rep, workload, server) in enumerate(plan, 1):
             for attempt in range(NOISE_RETRIES + 1):
                 if workload.many_fds:
                     # A fresh process, so that its memory growth is the connections' alone.
-                    target = RunningServer(server, server_core)
+                    target = RunningServer(server, server_core, cwd)
                 else:
                     target = running[server.key]
                     if not target.alive():
-                        target = running[server.key] = RunningServer(server, server_core)
+                        target = running[server.key] = RunningServer(server, server_core, cwd)
                 try:
                     result = run_once(loadgen, target, workload, cfg, loadgen_core)
                 finally:
@@ -401,30 +575,7 @@ def run_benchmark(cfg: Config, stream: IO[str] = sys.stdout) -> Dict[str, Any]:
     finally:
         for r in running.values():
             r.stop()
-    return {
-        "machine": info,
-        "config": {
-            "runs": cfg.runs,
-            "seconds": cfg.seconds,
-            "warmup": cfg.warmup,
-            "idle": cfg.idle,
-            "smoke": cfg.smoke,
-            "budget_seconds": cfg.budget,
-            "server_core": server_core,
-            "loadgen_core": loadgen_core,
-            "noise_limit_percent": NOISE_LIMIT,
-        },
-        "elapsed_seconds": time.monotonic() - started,
-        "discarded_noisy_runs": discarded,
-        "servers": [dataclasses.asdict(s) for s in servers],
-        "workloads": [
-            dict(dataclasses.asdict(w), title=w.title.replace("{idle}", f"{cfg.idle:,}"))
-            for w in cfg.workloads
-        ],
-        "idle_cpu_percent": idle_cpu,
-        "runs": records,
-        "summary": summarise(records, servers, cfg.workloads),
-    }
+    return idle_cpu, records, discarded
 
 
 def _median(values: Sequence[float]) -> Optional[float]:
@@ -448,10 +599,25 @@ def _paired_ratios(records: List[Dict[str, Any]], workload: str, server: str, re
     return sorted(ratios)
 
 
+def modes(values: Sequence[float]) -> Optional[Tuple[List[float], List[float]]]:
+    """The two groups of a bimodal cell (low, high), or None: the widest gap between two
+    neighbouring runs is at least :data:`BIMODAL_GAP` of the median and over half of the
+    whole range, so the runs do not spread evenly but fall into two places."""
+    if len(values) < 3:
+        return None
+    ordered = sorted(values)
+    gap, at = max((b - a, i) for i, (a, b) in enumerate(zip(ordered, ordered[1:]), 1))
+    whole = ordered[-1] - ordered[0]
+    if gap < BIMODAL_GAP * statistics.median(ordered) or gap <= whole / 2:
+        return None
+    return ordered[:at], ordered[at:]
+
+
 def summarise(
     records: List[Dict[str, Any]], servers: Sequence[Server], workloads: Sequence[Workload]
 ) -> List[Dict[str, Any]]:
-    """Per workload and server: median and range of ops/s, paired ratios, CPU, memory."""
+    """Per workload and server: median, range and spread of ops/s, paired ratios, CPU,
+    memory."""
     rows: List[Dict[str, Any]] = []
     for w in workloads:
         for s in servers:
@@ -461,32 +627,52 @@ def summarise(
             ok = [r for r in mine if not r.get("error")]
             ops = [r["ops_per_sec"] for r in ok]
             med = _median(ops)
+            split = modes(ops)
             row: Dict[str, Any] = {
                 "workload": w.key,
                 "server": s.key,
                 "runs": len(ok),
+                "ops": ops,
                 "errors": [r["error"] for r in mine if r.get("error")],
                 "noisy_runs": sum(1 for r in mine if r.get("noisy")),
                 "median": med,
                 "min": min(ops) if ops else None,
                 "max": max(ops) if ops else None,
+                # The farthest run from the median, as a fraction of it.
+                "spread": max(abs(v / med - 1) for v in ops) if med else None,
+                "bimodal": None if split is None else [len(split[0]), len(split[1])],
                 "server_cpu_percent": _median([r["server_cpu_percent"] for r in ok]),
                 "loadgen_cpu_percent": _median([r["loadgen_cpu_percent"] for r in ok]),
             }
             # Measured in some runs only (idle workload, runs that did any operation).
             for key in ("server_user_us_per_op", "server_sys_us_per_op", "rss_kib_per_conn"):
                 row[key] = _median([r[key] for r in ok if key in r])
-            for ref in ("c", "uvloop", "asyncio"):
+            for ref in ("c", "uvloop", "asyncio", "selectors", "pyasyncore"):
                 ratios = _paired_ratios(records, w.key, s.key, ref)
                 row[f"vs_{ref}"] = _median(ratios)
                 row[f"vs_{ref}_range"] = [ratios[0], ratios[-1]] if ratios else None
-            # What the core's generic dispatch costs: the same backend under its own loop.
-            own = f"{s.key}-own-loop"
-            if any(other.key == own for other in servers):
-                row["own_loop"] = own
-                row["vs_own_loop"] = _median(_paired_ratios(records, w.key, s.key, own))
             rows.append(row)
     return rows
+
+
+def paired_table(
+    records: List[Dict[str, Any]], servers: Sequence[Server], workloads: Sequence[Workload]
+) -> List[Dict[str, Any]]:
+    """The :data:`PAIRS` that ran: per workload, the median and range of the paired ratios."""
+    best = registry.choose().backend.name
+    keys = {s.key for s in servers}
+    table: List[Dict[str, Any]] = []
+    for pattern in PAIRS:
+        server, ref = (k.replace("{best}", best) for k in pattern)
+        if server not in keys or ref not in keys:
+            continue
+        cells: Dict[str, Any] = {}
+        for w in workloads:
+            ratios = _paired_ratios(records, w.key, server, ref)
+            if ratios:
+                cells[w.key] = {"median": _median(ratios), "min": ratios[0], "max": ratios[-1]}
+        table.append({"server": server, "ref": ref, "workloads": cells})
+    return table
 
 
 # --- the command line ------------------------------------------------------------------
@@ -521,6 +707,18 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--servers", help="comma-separated subset of the server keys (see the table)")
     parser.add_argument("--out", type=Path, help=f"results folder (default {default_out()})")
     parser.add_argument(
+        "--no-pm-qos",
+        action="store_true",
+        help=f"do not hold {PM_QOS} at 0 during the run (by default it is, where writable)",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="PYTHON",
+        help="also run the pike server of another environment, given by its python (for example "
+        "a checkout of an earlier version; PYTHONPATH is not passed on to it), interleaved with this "
+        "one's, and print the paired ratio",
+    )
+    parser.add_argument(
         "--budget",
         type=positive_float,
         default=540.0,
@@ -538,12 +736,37 @@ def config_from(args: Any) -> Config:
             raise ValueError(f"unknown workload(s) {unknown}; choose from {list(by_key)}")
         workloads = tuple(by_key[k] for k in wanted)
     servers = tuple(k.strip() for k in args.servers.split(",")) if args.servers else None
+    # Absolute (servers start in another folder), but not resolved: a virtual
+    # environment's python is a symbolic link to the interpreter it was made from.
+    baseline = os.path.abspath(args.baseline) if args.baseline and os.sep in args.baseline else args.baseline
     if args.smoke:
         out = args.out or default_out() / "smoke"
-        return Config(1, 0.05, 0.0, SMOKE_IDLE_CONNECTIONS, out, True, args.budget, workloads, servers)
+        return Config(
+            1,
+            0.05,
+            0.0,
+            SMOKE_IDLE_CONNECTIONS,
+            out,
+            True,
+            args.budget,
+            workloads,
+            servers,
+            not args.no_pm_qos,
+            args.baseline,
+        )
     out = args.out or default_out()
     return Config(
-        args.runs, args.seconds, args.warmup, args.idle, out, False, args.budget, workloads, servers
+        args.runs,
+        args.seconds,
+        args.warmup,
+        args.idle,
+        out,
+        False,
+        args.budget,
+        workloads,
+        servers,
+        not args.no_pm_qos,
+        baseline,
     )
 
 

@@ -10,22 +10,31 @@ installed, so none runs inside the measured loop).  KIND is
   written for this one job, which measures what the core's generic dispatch costs;
 * ``asyncio`` / ``uvloop``: an ``asyncio.Protocol`` echo server on the stdlib loop or
   on uvloop;
+* ``pyasyncore`` / ``asyncore-pike``: one asyncore echo server (``dispatcher_with_send``,
+  ``loop(use_poll=True)``), unchanged, on PyPI's ``pyasyncore`` or on the drop-in
+  :mod:`pike_core.compat.asyncore`;
+* ``selectors``: the loop a user writes without a framework, on
+  ``selectors.DefaultSelector``;
 * ``pike-asyncio``: the same ``asyncio.Protocol`` server on pike-asyncio's loop (asyncio's
   selector loop on a ``PikeSelector``) over the named backend.
 
 Every server echoes with its framework's buffered write (``Transport.write``,
-``asyncio.Transport.write``), sets TCP_NODELAY on accepted connections (asyncio does so
-by itself) and listens with the same backlog.
+``asyncio.Transport.write``, ``dispatcher_with_send.send``, a buffer of its own), reads at
+most 64 KiB at a time (asyncio's transports choose their own size), sets TCP_NODELAY on
+accepted connections (asyncio does so by itself) and listens with the same backlog.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import resource
+import selectors
 import socket
 import sys
-from typing import Optional, Sequence, Tuple, cast
+from types import ModuleType
+from typing import Any, Dict, Optional, Sequence, Tuple, cast
 
 from pike_core.discovery import registry
 from pike_core.poller import Poller
@@ -33,26 +42,22 @@ from pike_core.transport import Transport
 
 BACKLOG = 4096
 HOST = "127.0.0.1"
+#: The most any server reads at once.
+READ_SIZE = 65536
 
 
 class EchoHandler(Transport):
-    """One connection: whatever arrives goes back through the buffered ``write``."""
-
-    #: ``write`` said the peer is not keeping up; wait for ``handle_drain``.
-    full = False
+    """One connection, the README's echo: whatever arrives goes back through the buffered
+    ``write``, and reading pauses while the peer does not take its echo."""
 
     def handle_read(self) -> None:
-        # Back-pressure: while the peer does not take its echo, the data stays in the
-        # kernel and TCP slows the sender.  (pike-core cannot pause read events, so a
-        # level-triggered backend reports them again meanwhile.)
-        if self.full:
-            return
-        data = self.recv(65536)
+        data = self.recv(READ_SIZE)
         if data and not self.write(data):
-            self.full = True
+            # Back-pressure: the data stays in the kernel and TCP slows the sender.
+            self.pause_reading()
 
     def handle_drain(self) -> None:
-        self.full = False
+        self.resume_reading()
 
 
 class EchoListener(Transport):
@@ -78,8 +83,9 @@ class EchoListener(Transport):
 def run_own_loop(poller: Poller) -> None:
     """Drive ``poller``'s transports with the least a loop for this job needs.
 
-    It calls the same backend primitive and the same ``Transport._handle_events`` as
-    :meth:`Poller.poll`, and applies interest changes the same way, but has no timers, no
+    It calls the same backend primitive as :meth:`Poller.poll`, ``Transport._handle_events``
+    for every event (the core hands a plain read event to ``handle_read`` itself), and
+    applies interest changes the same way, but has no timers, no
     queued callbacks, no stop flag and no check for a descriptor number reused within a
     batch (here a stray event can only reach a just-accepted echo handler as a read that
     finds nothing, which is harmless).
@@ -115,6 +121,113 @@ async def serve_asyncio(port: int) -> None:
     await server.serve_forever()
 
 
+def serve_asyncore(asyncore: Any, port: int) -> None:
+    """The asyncore echo server, on whichever ``asyncore`` module is given: the same code
+    for PyPI's and for the drop-in, as a user switching between them would run it."""
+
+    class EchoHandler(asyncore.dispatcher_with_send):  # type: ignore[misc]
+        def handle_read(self) -> None:
+            data = self.recv(READ_SIZE)
+            if data:
+                self.send(data)
+
+    class EchoServer(asyncore.dispatcher):  # type: ignore[misc]
+        def __init__(self) -> None:
+            asyncore.dispatcher.__init__(self)
+            self.create_socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.set_reuse_addr()
+            self.bind((HOST, port))
+            self.listen(BACKLOG)
+
+        def handle_accepted(self, sock: socket.socket, addr: object) -> None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            EchoHandler(sock)
+
+    announce(EchoServer().socket)
+    asyncore.loop(use_poll=True)
+
+
+def pyasyncore() -> ModuleType:
+    """PyPI's ``pyasyncore``, loaded from its own file: ``import asyncore`` would give the
+    stdlib's copy on Python 3.11 and older, and the drop-in where its shim is installed."""
+    from importlib.metadata import distribution  # noqa: PLC0415 - only this server needs it
+
+    dist = distribution("pyasyncore")
+    path = next(f for f in dist.files or () if str(f) in ("asyncore/__init__.py", "asyncore.py"))
+    spec = importlib.util.spec_from_file_location("asyncore", str(dist.locate_file(path)))
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["asyncore"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class SelectorsEcho:
+    """An echo server as a user writes it on ``selectors`` alone: read, send, keep what
+    the socket did not take and stop reading until it is sent."""
+
+    def __init__(self, port: int) -> None:
+        self.sel = selectors.DefaultSelector()
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((HOST, port))
+        self.listener.listen(BACKLOG)
+        self.listener.setblocking(False)
+        self.sel.register(self.listener, selectors.EVENT_READ)
+        # What each connection still has to send.
+        self.pending: Dict[socket.socket, bytes] = {}
+
+    def run(self) -> None:
+        while True:
+            for key, _ in self.sel.select():
+                if key.fileobj is self.listener:
+                    self.accept()
+                else:
+                    self.echo(cast(socket.socket, key.fileobj))
+
+    def accept(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        conn.setblocking(False)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sel.register(conn, selectors.EVENT_READ)
+
+    def echo(self, sock: socket.socket) -> None:
+        data = self.pending.pop(sock, None)
+        waiting = data is not None
+        if data is None:
+            try:
+                data = sock.recv(READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self.close(sock)
+                return
+        try:
+            sent = sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.close(sock)
+            return
+        if sent < len(data):
+            self.pending[sock] = data[sent:]
+            if not waiting:
+                self.sel.modify(sock, selectors.EVENT_WRITE)
+        elif waiting:
+            self.sel.modify(sock, selectors.EVENT_READ)
+
+    def close(self, sock: socket.socket) -> None:
+        self.sel.unregister(sock)
+        self.pending.pop(sock, None)
+        sock.close()
+
+
 def announce(sock: socket.socket) -> None:
     print("PORT", sock.getsockname()[1], flush=True)
 
@@ -128,7 +241,19 @@ def raise_fd_limit() -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pike_bench.servers", description=__doc__)
-    parser.add_argument("kind", choices=["pike", "pike-own-loop", "pike-asyncio", "asyncio", "uvloop"])
+    parser.add_argument(
+        "kind",
+        choices=[
+            "pike",
+            "pike-own-loop",
+            "pike-asyncio",
+            "asyncio",
+            "uvloop",
+            "pyasyncore",
+            "asyncore-pike",
+            "selectors",
+        ],
+    )
     parser.add_argument("--backend", help="pike backend name (pike kinds only)")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
@@ -139,6 +264,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         import uvloop  # noqa: PLC0415 - optional: only this server needs it
 
         uvloop.run(serve_asyncio(args.port))
+    elif args.kind == "pyasyncore":
+        serve_asyncore(pyasyncore(), args.port)
+    elif args.kind == "asyncore-pike":
+        from pike_core.compat import asyncore  # noqa: PLC0415 - only this server needs it
+
+        serve_asyncore(asyncore, args.port)
+    elif args.kind == "selectors":
+        server = SelectorsEcho(args.port)
+        announce(server.listener)
+        server.run()
     elif args.kind == "pike-asyncio":
         import pike_asyncio  # noqa: PLC0415 - a distribution of its own: only this server needs it
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from pike_bench import cbuild
+from pike_bench import cbuild, runner
 
 pytestmark = [
     pytest.mark.skipif(
@@ -38,9 +39,12 @@ def test_smoke_runs_every_server_on_every_workload(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     servers = {s["key"]: s for s in results["servers"]}
-    expected_servers = {"c", "asyncio"} | {f"pike-{b}" for b in ("epoll", "poll", "select")}
+    expected_servers = {"c", "asyncio", "selectors", "asyncore-pike"}
+    expected_servers |= {f"pike-{b}" for b in ("epoll", "poll", "select")}
     if importlib.util.find_spec("uvloop") is not None:
         expected_servers.add("uvloop")
+    if runner._installed("pyasyncore"):
+        expected_servers.add("pyasyncore")
     if importlib.util.find_spec("pike_asyncio") is not None:
         expected_servers.add("pike-asyncio-epoll")
     assert expected_servers <= set(servers)
@@ -59,5 +63,14 @@ def test_smoke_runs_every_server_on_every_workload(tmp_path: Path) -> None:
     table = (tmp_path / "results.txt").read_text()
     assert all(key in table for key in servers)
     assert "machine:" in table
+    # Whether the run held the wake-up latency at 0 is recorded, and said, either way.
+    pm_qos = results["config"]["pm_qos"]
+    writable = os.access(runner.PM_QOS, os.W_OK)
+    assert pm_qos["held"] is writable, pm_qos
+    assert ("held at 0 µs" if writable else "PM QoS: not held") in table
+    pairs = {(p["server"], p["ref"]) for p in results["pairs"]}
+    assert ("pike-epoll", "uvloop") in pairs or "uvloop" not in servers
+    assert ("pike-epoll", "selectors") in pairs
+    assert "pike-epoll / selectors" in table
     if importlib.util.find_spec("matplotlib") is not None:
         assert (tmp_path / "results.png").stat().st_size > 10_000

@@ -98,6 +98,7 @@ def _cases(w: World) -> List[Case]:
         ("write(None)", lambda: live.write(None), TypeError, "bytes-like"),  # type: ignore[arg-type]
         ("shutdown(99)", lambda: live.shutdown(99), OSError, "nvalid"),
         ("set_socket(int)", lambda: live.set_socket(5), TypeError, "socket.socket"),  # type: ignore[arg-type]
+        ("create_socket(live)", live.create_socket, RegistrationError, "already has a socket"),
         ("Transport(poller=1)", lambda: Transport(alternate_poller=1), TypeError, "Poller"),  # type: ignore[arg-type]
         ("connect(None)", lambda: fresh().connect(None), TypeError, "address"),
         ("connect(bad port)", lambda: fresh().connect(("127.0.0.1", 1 << 20)), OverflowError, "port"),

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
 import pytest
 
-from pike_core import Poller
+from pike_core import Poller, State
 
 from .support import (
     Recorder,
@@ -108,6 +109,65 @@ def test_pausing_inside_handle_read_while_a_write_is_pending(pike_poller: Poller
     pike_poller.defer_write(t)
     run_until(pike_poller, lambda: t.count("write") == 2, what="a write asked for after resuming")
     assert t.errors == []
+    t.close()
+    b.close()
+
+
+class PausesTheOther(Recorder):
+    """Reads, then pauses its partner (the way ``how`` names): the partner's read event of
+    the same batch, reported before the pause, must not reach it."""
+
+    partner: PausesTheOther
+    how = "pause_reading"
+
+    def handle_read(self) -> None:
+        super().handle_read()
+        if self.how == "pause_reading":
+            self.partner.pause_reading()
+        else:
+            self.poller.pause(self.partner)
+
+
+@pytest.mark.parametrize("how", ["pause_reading", "poller.pause"])
+def test_a_transport_that_stops_reading_gets_no_read_event_left_in_the_batch(
+    pike_poller: Poller, how: str
+) -> None:
+    # Both have data before the wait, so one wait reports both: whichever is dispatched
+    # first stops the other one reading, and the other's event is then dropped.
+    a1, b1 = connected_pair()
+    a2, b2 = connected_pair()
+    t1, t2 = PausesTheOther(pike_poller, a1), PausesTheOther(pike_poller, a2)
+    t1.partner, t2.partner = t2, t1
+    t1.how = t2.how = how
+    b1.sendall(b"one")
+    b2.sendall(b"two")
+    time.sleep(0.05)
+    pike_poller.poll(1.0)
+    assert t1.count("read") + t2.count("read") == 1, (t1.calls, t2.calls)
+    for t in (t1, t2):
+        t.close()
+    b1.close()
+    b2.close()
+
+
+class PollsInClose(Recorder):
+    """Stays open after end of stream (half-closed) and polls from inside handle_close,
+    where its socket is still readable (at end of stream) and still watched."""
+
+    def handle_close(self) -> None:
+        self.calls.append("close")
+        self.poller.poll(0)
+
+
+def test_a_transport_at_end_of_stream_gets_no_read_event_from_a_nested_poll(pike_poller: Poller) -> None:
+    a, b = connected_pair()
+    t = PollsInClose(pike_poller, a)
+    b.shutdown(socket.SHUT_WR)
+    run_until(pike_poller, lambda: t.calls, what="the end of stream")
+    for _ in range(3):
+        pike_poller.poll(0.01)
+    assert t.calls == ["read", "close"]
+    assert t.state is State.END_OF_STREAM
     t.close()
     b.close()
 

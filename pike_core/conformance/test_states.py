@@ -189,7 +189,10 @@ def test_reconnect_inside_handle_close_after_a_reset_with_writes_pending(pike_po
     fresh = second.accepted[0]
     assert isinstance(fresh, Recorder)
     run_until(pike_poller, lambda: bytes(fresh.received) == b"fresh", what="data on the new connection")
-    client.close()
+    # The new socket's life starts afresh: its end of stream is reported as well.
+    fresh.close()
+    run_until(pike_poller, lambda: client.count("close") == 2, what="the second connection's end of stream")
+    assert client.closed
 
 
 # --- connected, then the peer's end of stream ------------------------------------------
@@ -572,6 +575,34 @@ def test_a_socket_closed_behind_the_pollers_back_fails_its_transport_only(pike_p
     for t in (witness, newcomer):
         t.close()
     for s in (b1, b2, fresh_b):
+        s.close()
+
+
+def test_a_number_reused_with_another_poller_drops_the_stale_registration(pike_poller: Poller) -> None:
+    a1, b1 = connected_pair()
+    victim = Recorder(pike_poller, a1)
+    number = victim.fileno()
+    a1.close()  # not victim.close(): the poller was not told
+    fresh_a, fresh_b = connected_pair()
+    if fresh_a.fileno() != number:
+        os.dup2(fresh_a.fileno(), number)
+        fresh_a.close()
+        fresh_a = socket.socket(fileno=number)
+    other = type(pike_poller)(type(pike_poller.backend)())
+    try:
+        # The first poller's registration of the number is of a socket that is gone: it
+        # must not refuse the newcomer, nor keep watching the number for the victim.
+        newcomer = Recorder(other, fresh_a)
+        fresh_b.send(b"new")
+        run_until(other, lambda: bytes(newcomer.received) == b"new", what="the newcomer, on the other poller")
+        run_until(pike_poller, lambda: victim.closed, what="the victim to be dropped")
+        assert victim.calls == ["error", "close"]
+        assert victim.received == b""
+        assert pike_poller.transports() == []
+        newcomer.close()
+    finally:
+        other.close()
+    for s in (b1, fresh_b):
         s.close()
 
 

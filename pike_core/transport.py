@@ -450,7 +450,7 @@ class Transport:
         assert sock is not None
         err = self.poller.backend.connect_error(sock)
         if err:
-            self._fail(OSError(err, f"connect to {self._addr!r} failed: {os.strerror(err)}"))
+            self._fail(self._connect_failure(err))
             return
         try:
             sock.getpeername()
@@ -460,6 +460,10 @@ class Transport:
             # Woken without a verdict yet (a spurious wake-up): keep waiting.
             return
         self.handle_connect_event()
+
+    def _connect_failure(self, err: int) -> OSError:
+        """The error of a connect whose verdict is ``err`` (an errno)."""
+        return OSError(err, f"connect to {self._addr!r} failed: {os.strerror(err)}")
 
     def handle_connect_event(self) -> None:
         """Called internally when the socket becomes connected: enter the connected (or,
@@ -719,9 +723,12 @@ class Transport:
         if state is _CONNECTING:
             if exc.errno in _NOT_YET:
                 return True
-            # The send consumed the socket's pending error: no event will bring the
-            # verdict any more, so this is it.
-            self._fail(exc)
+            # The connect failed.  Where the send took the socket's pending error
+            # (Linux), no event will bring the verdict any more, so this is it; where the
+            # verdict is still there (Windows answers such a send with a reset), it is.
+            sock = self.socket
+            err = self.poller.backend.connect_error(sock) if sock is not None else 0
+            self._fail(self._connect_failure(err) if err else exc)
             return False
         if self._write_shut and exc.errno == errno.EPIPE:
             raise self._shut(what) from None

@@ -16,13 +16,18 @@ from pike_core.conformance.support import WaitLog
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def test_client_and_server_examples_run() -> None:
+def _readme_namespace() -> dict[str, object]:
+    """The client and server examples, their classes defined and their run done."""
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
-    client = next(b for b in blocks if "class Hello" in b)
-    server = next(b for b in blocks if "class Server" in b)
+    code = next(b for b in blocks if "class Hello" in b) + next(b for b in blocks if "class Server" in b)
     namespace: dict[str, object] = {}
+    exec(compile(code, str(README), "exec"), namespace)
+    return namespace
+
+
+def test_client_and_server_examples_run() -> None:
     start = time.monotonic()
-    exec(compile(client + server, str(README), "exec"), namespace)
+    namespace = _readme_namespace()
     assert namespace["client"].reply == b"hello\n"  # type: ignore[attr-defined]
     # The client's stop() ended the loop, not the example's 5 s limit.
     assert time.monotonic() - start < 4
@@ -35,15 +40,6 @@ def test_asyncio_example_runs_on_the_pike_loop(capsys: pytest.CaptureFixture[str
     exec(compile(block, str(README), "exec"), {})
     best = choose_backend().backend.name
     assert re.fullmatch(rf"serving on \('127\.0\.0\.1', \d+\) with {best}\n", capsys.readouterr().out)
-
-
-def _readme_namespace() -> dict[str, object]:
-    """The client and server examples, their classes defined and their run done."""
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
-    code = next(b for b in blocks if "class Hello" in b) + next(b for b in blocks if "class Server" in b)
-    namespace: dict[str, object] = {}
-    exec(compile(code, str(README), "exec"), namespace)
-    return namespace
 
 
 def test_the_servers_echo_keeps_every_byte_for_a_slow_reader_without_spinning() -> None:

@@ -15,7 +15,7 @@ import os
 import socket
 import sys
 import threading
-from typing import Any, Callable, Final, Optional, Tuple, Union, cast
+from typing import Any, Callable, Final, NoReturn, Optional, Tuple, Union, cast
 
 from . import events
 from .discovery import default_poller
@@ -37,8 +37,6 @@ _CONNECT_PENDING: Final = frozenset(
 #: ...elsewhere EAGAIN means that nothing was started: an AF_UNIX listener's backlog is
 #: full (a TCP connect waits in the kernel instead), so it is tried again later.
 _CONNECT_RETRY: Final = frozenset() if _WINDOWS else frozenset({errno.EAGAIN})
-#: A send or receive meeting these while connecting is early, not a failure.
-_NOT_YET: Final = frozenset({errno.ENOTCONN, errno.EAGAIN, errno.EWOULDBLOCK})
 # Errors that mean the peer (or the path to it) is gone: reported as end of stream.
 _DISCONNECTED = frozenset(
     {
@@ -457,8 +455,13 @@ class Transport:
         except OSError as exc:
             if exc.errno != errno.ENOTCONN:
                 raise
-            # Woken without a verdict yet (a spurious wake-up): keep waiting.
-            return
+            lost = _lost_while_connecting(sock)
+            if lost is None:
+                # Woken without a verdict yet (a spurious wake-up): keep waiting.
+                return
+            if lost:
+                self._fail(self._connect_failure(lost))
+                return
         self.handle_connect_event()
 
     def _connect_failure(self, err: int) -> OSError:
@@ -652,12 +655,22 @@ class Transport:
         is its end; anything else is raised again."""
         state = self._state
         if exc.errno not in _DISCONNECTED or state is _DATAGRAM or state is _IDLE:
-            if self._fileno < 0:
-                raise self._no_socket(what) from None
-            raise exc
+            self._raise_failure(exc, what)
         if state is not _CONNECTING:
             self._broken = True
             self._end_of_stream()
+
+    def _raise_failure(self, exc: OSError, what: str) -> NoReturn:
+        """Raise the error a read or send ``what`` met, in the user's terms where the OS
+        words it from the socket's side: a closed transport, or one never connected."""
+        if self._fileno < 0:
+            raise self._no_socket(what) from None
+        if self._state is _IDLE:
+            raise OSError(
+                exc.errno,
+                f"{what} on {self!r}: it is not connected; connect() it first, or give it a connected socket",
+            ) from None
+        raise exc
 
     def _recv_size(self, bufsize: object, what: str) -> int:
         """``bufsize`` checked (bool is refused; int subclasses such as IntEnum are not)
@@ -673,23 +686,25 @@ class Transport:
 
         :returns: the number of bytes sent; 0 when the socket would block (or is still
             connecting), in which case exactly one ``handle_write`` follows once it can
-            take more.  When the peer is gone, whatever :meth:`write` still holds is
-            dropped (it can never be delivered), ``handle_close`` is called (once) and 0
-            returned; when the send meets the verdict of a connect that failed, the
-            failed connect is reported (as :meth:`connect` says) and 0 returned.
+            take more.  While connecting nothing is sent, even where the OS would take
+            it already: ``handle_connect`` comes first.  When the peer is gone, whatever
+            :meth:`write` still holds is dropped (it can never be delivered),
+            ``handle_close`` is called (once) and 0 returned.
         :raises BrokenPipeError: :meth:`shutdown` closed the sending side.
         :raises OSError: the transport is closed, or an error that is not a disconnect.
         """
         sock = self.socket
         if sock is None:
             raise self._no_socket("send()")
+        if self._state is _CONNECTING:
+            self._request_write()
+            return 0
         try:
             return sock.send(data)
         except (BlockingIOError, InterruptedError):
             self._request_write()
         except OSError as exc:
-            if self._send_failed(exc, "send()"):
-                self._request_write()
+            self._send_failed(exc, "send()")
         return 0
 
     def sendto(self, data: Buffer, address: Address) -> int:
@@ -701,47 +716,32 @@ class Transport:
             reports every error, a refused destination included).
         """
         sock = self._open_socket("sendto()")
+        if self._state is _CONNECTING:
+            self._request_write()
+            return 0
         try:
             return sock.sendto(data, address)
         except (BlockingIOError, InterruptedError):
             self._request_write()
         except OSError as exc:
-            if self._send_failed(exc, "sendto()"):
-                self._request_write()
+            self._send_failed(exc, "sendto()")
         return 0
 
-    def _send_failed(self, exc: OSError, what: str) -> bool:
-        """Called inside ``except`` when a send raised ``exc``.
-
-        :returns: True when the socket is still connecting (the bytes must wait).  A
-            failed connect (the send took the error its verdict holds) is reported as
-            such, and a disconnect through ``handle_close`` (False); anything else is
-            raised again (a send on a closed socket as the error ``what`` meets on a
-            transport without one).
-        """
+    def _send_failed(self, exc: OSError, what: str) -> None:
+        """Called inside ``except`` when a send raised ``exc`` (never while connecting:
+        nothing is sent before the connect's verdict).  A disconnect is reported through
+        ``handle_close``; anything else is raised again (a send on a closed socket as the
+        error ``what`` meets on a transport without one)."""
         state = self._state
-        if state is _CONNECTING:
-            if exc.errno in _NOT_YET:
-                return True
-            # The connect failed.  Where the send took the socket's pending error
-            # (Linux), no event will bring the verdict any more, so this is it; where the
-            # verdict is still there (Windows answers such a send with a reset), it is.
-            sock = self.socket
-            err = self.poller.backend.connect_error(sock) if sock is not None else 0
-            self._fail(self._connect_failure(err) if err else exc)
-            return False
         if self._write_shut and exc.errno == errno.EPIPE:
             raise self._shut(what) from None
         if exc.errno not in _DISCONNECTED or state is _DATAGRAM or state is _IDLE:
-            if self._fileno < 0:
-                raise self._no_socket(what) from None
-            raise exc
+            self._raise_failure(exc, what)
         # Otherwise close_when_done would wait forever for a flush that cannot happen,
         # holding the descriptor.
         self._drop_buffer()
         self._broken = True
         self._end_of_stream()
-        return False
 
     def _shut(self, what: str) -> OSError:
         return OSError(errno.EPIPE, f"{what} on {self!r} after shutdown(): its sending side is closed")
@@ -757,17 +757,17 @@ class Transport:
 
     def write(self, data: Buffer) -> bool:
         """Send ``data``, keeping what the socket cannot take now in a bounded buffer
-        that is sent as the socket drains (also while connecting: it goes out once
-        connected).  Do not mix with :meth:`send` on one transport: bytes sent while the
-        buffer holds some would overtake them.
+        that is sent as the socket drains.  While connecting all of it waits, even where
+        the OS would take it already: it goes out after ``handle_connect``.  Do not mix
+        with :meth:`send` on one transport: bytes sent while the buffer holds some would
+        overtake them.
 
         :param data: any C-contiguous bytes-like object; its bytes are sent, whatever its
             item size or shape.
         :returns: True while the waiting bytes are at most ``write_high_water``; False
             above it, and ``handle_drain`` follows once they are down to
             ``write_low_water``.  False too when the peer is gone (``handle_close`` was
-            called and nothing can be delivered any more), or the send met the verdict
-            of a connect that failed (reported as :meth:`connect` says).
+            called and nothing can be delivered any more).
         :raises WriteBufferFullError: the waiting bytes would exceed ``write_limit``;
             none of ``data`` was taken.
         :raises TypeError: ``data`` is not a contiguous bytes-like object.
@@ -778,7 +778,12 @@ class Transport:
         if sock is None:
             raise self._no_socket("write()")
         buf = self._wbuf
-        if not buf and data.__class__ is bytes and (size := len(data)) <= self.write_limit:
+        if (
+            not buf
+            and data.__class__ is bytes
+            and (size := len(data)) <= self.write_limit
+            and self._state is not _CONNECTING
+        ):
             # The common case (an echo, a request), kept short because it runs once per
             # message: nothing waits, so the bytes go straight to the socket (what
             # send() does, without its call).
@@ -787,9 +792,8 @@ class Transport:
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError as exc:
-                if not self._send_failed(exc, "write()"):
-                    return False
-                sent = 0
+                self._send_failed(exc, "write()")
+                return False
             if sent == size:
                 return True
             return self._keep(memoryview(data)[sent:])
@@ -805,15 +809,14 @@ class Transport:
         waiting = len(buf) if buf else 0
         if waiting + len(view) > self.write_limit:
             raise WriteBufferFullError(self, self._too_much(len(view), waiting))
-        if not buf:
+        if not buf and self._state is not _CONNECTING:
             try:
                 sent = sock.send(view)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError as exc:
-                if not self._send_failed(exc, "write()"):
-                    return False
-                sent = 0
+                self._send_failed(exc, "write()")
+                return False
             if sent == len(view):
                 return True
             view = view[sent:]
@@ -1154,3 +1157,19 @@ def _state_of(sock: socket.socket) -> Tuple[State, Address]:
     if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
         return _CONNECTED, None
     return _IDLE, None
+
+
+def _lost_while_connecting(sock: socket.socket) -> Optional[int]:
+    """Why a socket whose connect reported no error is not connected: None while the
+    connect is still in progress, 0 when it is connected after all, else the errno of a
+    connection made and lost before its verdict was read.  Windows reports such a
+    connection (reset at once by the listener) with no error in ``SO_ERROR`` and
+    "not connected" from ``getpeername``, as for a connect in progress; a read tells
+    them apart."""
+    try:
+        data = sock.recv(1, socket.MSG_PEEK)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError as exc:
+        return None if exc.errno == errno.ENOTCONN else exc.errno or errno.ECONNRESET
+    return 0 if data else errno.ECONNRESET

@@ -35,8 +35,8 @@ Invariants, checked after every step and at the end of each example:
   order (what has arrived is always a prefix of what was sent; on a connection nobody
   cut short, all of it arrives); so does every datagram, the empty ones included;
 * no spin: once nothing moves any more (paused transports with unread data, transports
-  kept open after end of stream, held ones, far timers), a loop makes at most 2 OS waits
-  in 0.2 s;
+  kept open after end of stream, held ones, far timers), a loop makes at most 20 OS
+  waits in 0.2 s (a spinning one makes over a thousand, even under Wine);
 * once everything is closed (or the poller was), the process holds no more descriptors
   than before.
 
@@ -72,7 +72,7 @@ from typing import Callable, Dict, List, Optional, Tuple, Type, TypeVar, cast
 
 import pytest
 
-from pike_core import MAX_WAIT, Backend, BackendStatus, Poller, PollerClosedError
+from pike_core import MAX_WAIT, Backend, BackendStatus, Poller, PollerClosedError, State
 
 from .stateful_model import (
     LOOP_ACTIONS,
@@ -118,10 +118,12 @@ SETTLE = DEADLINE
 #: Seconds the timers of an example get to run at its end: each is due within 0.01 s.
 TIMERS_SETTLE = SETTLE / 2
 #: The idle loop watched for spinning, and the most OS waits it may make meanwhile.  A
-#: spinning loop makes thousands; one watch per example is most of an example's time,
-#: which the suite's watchdog (30 s a test) bounds.
+#: spinning loop makes 58,000 or more here, 1,300 under Wine (measured); a stray late
+#: event on a loaded or emulated machine is not a spin, and the tests of each scenario
+#: (``waits_while_idle``) pin the exact count.  One watch per example is most of an
+#: example's time, which the suite's watchdog (30 s a test) bounds.
 IDLE = 0.2
-IDLE_WAITS = 2
+IDLE_WAITS = 20
 DAY = 86400.0
 #: Delays no timer reaches before its example ends: such a timer must never run.
 FAR = [30 * DAY, 3650 * DAY, 1e10, 1e300]
@@ -849,7 +851,10 @@ class TransportMachine(RuleBasedStateMachine):
         while not self.poller.closed and time.monotonic() < end:
             before = self._progress()
             events = self._poll(0.05)
-            if not events and self._progress() == before:
+            # A connect's verdict may come later than 0.05 s (under Wine it does): a
+            # connecting transport is not idle yet.
+            connecting = any(s.peer.state is State.CONNECTING for s in self._open_sides())
+            if not events and self._progress() == before and not connecting:
                 break
             still = still + 1 if self._progress() == before else 0
             if still > 20:

@@ -697,8 +697,7 @@ class Transport:
         if sock is None:
             raise self._no_socket("send()")
         if self._state is _CONNECTING:
-            self._request_write()
-            return 0
+            return self._send_after_connect("send()")
         try:
             return sock.send(data)
         except (BlockingIOError, InterruptedError):
@@ -717,14 +716,21 @@ class Transport:
         """
         sock = self._open_socket("sendto()")
         if self._state is _CONNECTING:
-            self._request_write()
-            return 0
+            return self._send_after_connect("sendto()")
         try:
             return sock.sendto(data, address)
         except (BlockingIOError, InterruptedError):
             self._request_write()
         except OSError as exc:
             self._send_failed(exc, "sendto()")
+        return 0
+
+    def _send_after_connect(self, what: str) -> int:
+        """A send while connecting sends nothing, even where the OS would take it
+        already: ``handle_connect`` comes first, then one ``handle_write``."""
+        if self._write_shut:
+            raise self._shut(what)
+        self._request_write()
         return 0
 
     def _send_failed(self, exc: OSError, what: str) -> None:

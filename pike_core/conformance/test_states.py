@@ -169,6 +169,26 @@ def test_bytes_given_while_connecting_wait_for_handle_connect_where_the_os_conne
     server.close()
 
 
+def test_a_send_after_shutdown_while_connecting_is_refused(pike_poller: Poller) -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(DEADLINE)
+    client = Recorder(pike_poller)
+    client.create_socket()
+    client.connect(server.getsockname())
+    assert client.write(b"sent, then the FIN") is True
+    client.shutdown()
+    for call in (client.send, client.write):
+        with pytest.raises(BrokenPipeError, match="after shutdown"):
+            call(b"too late")
+    peer, _ = server.accept()
+    peer.setblocking(False)
+    assert read_to_end(pike_poller, peer, "the bytes, then the FIN") == b"sent, then the FIN"
+    assert client.calls == ["connect"]
+    client.close()
+    peer.close()
+    server.close()
+
+
 def test_write_while_connecting_goes_out_once_connected(pike_poller: Poller, held: HeldListener) -> None:
     client = Recorder(pike_poller)
     client.create_socket()

@@ -747,6 +747,19 @@ class WindowsPython:
             )
 
     def __enter__(self) -> Self:
+        # wineserver leaves 3 s after its last client, and a client starting just then
+        # dies with "wine client error:0: recvmsg: Connection reset by peer" (a CI run
+        # lost `pike-core --version` so): one persistent server serves every run until
+        # shutdown() stops it.
+        subprocess.run(
+            [_find_tool("wineserver"), "-p"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=self.environment(python_defaults=False),
+            timeout=60,
+            check=False,
+        )
         return self
 
     def __exit__(

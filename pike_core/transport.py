@@ -686,8 +686,9 @@ class Transport:
 
         :returns: the number of bytes sent; 0 when the socket would block (or is still
             connecting), in which case exactly one ``handle_write`` follows once it can
-            take more.  While connecting nothing is sent, even where the OS would take
-            it already: ``handle_connect`` comes first.  When the peer is gone, whatever
+            take more.  While a stream connects nothing is sent, even where the OS would
+            take it already: ``handle_connect`` comes first (a datagram socket's connect
+            only names the peer: its datagrams go at once).  When the peer is gone, whatever
             :meth:`write` still holds is dropped (it can never be delivered),
             ``handle_close`` is called (once) and 0 returned.
         :raises BrokenPipeError: :meth:`shutdown` closed the sending side.
@@ -696,7 +697,7 @@ class Transport:
         sock = self.socket
         if sock is None:
             raise self._no_socket("send()")
-        if self._state is _CONNECTING:
+        if self._state is _CONNECTING and _awaits_verdict(sock):
             return self._send_after_connect("send()")
         try:
             return sock.send(data)
@@ -715,7 +716,7 @@ class Transport:
             reports every error, a refused destination included).
         """
         sock = self._open_socket("sendto()")
-        if self._state is _CONNECTING:
+        if self._state is _CONNECTING and _awaits_verdict(sock):
             return self._send_after_connect("sendto()")
         try:
             return sock.sendto(data, address)
@@ -734,14 +735,14 @@ class Transport:
         return 0
 
     def _send_failed(self, exc: OSError, what: str) -> None:
-        """Called inside ``except`` when a send raised ``exc`` (never while connecting:
-        nothing is sent before the connect's verdict).  A disconnect is reported through
-        ``handle_close``; anything else is raised again (a send on a closed socket as the
-        error ``what`` meets on a transport without one)."""
+        """Called inside ``except`` when a send raised ``exc``.  A disconnect of a stream
+        is reported through ``handle_close``; anything else is raised again (a send on a
+        closed socket as the error ``what`` meets on a transport without one).  A stream
+        sends nothing while connecting, so a send there is a datagram socket's."""
         state = self._state
         if self._write_shut and exc.errno == errno.EPIPE:
             raise self._shut(what) from None
-        if exc.errno not in _DISCONNECTED or state is _DATAGRAM or state is _IDLE:
+        if exc.errno not in _DISCONNECTED or state is _DATAGRAM or state is _IDLE or state is _CONNECTING:
             self._raise_failure(exc, what)
         # Otherwise close_when_done would wait forever for a flush that cannot happen,
         # holding the descriptor.
@@ -763,8 +764,8 @@ class Transport:
 
     def write(self, data: Buffer) -> bool:
         """Send ``data``, keeping what the socket cannot take now in a bounded buffer
-        that is sent as the socket drains.  While connecting all of it waits, even where
-        the OS would take it already: it goes out after ``handle_connect``.  Do not mix
+        that is sent as the socket drains.  While a stream connects all of it waits, even
+        where the OS would take it already: it goes out after ``handle_connect``.  Do not mix
         with :meth:`send` on one transport: bytes sent while the buffer holds some would
         overtake them.
 
@@ -815,7 +816,7 @@ class Transport:
         waiting = len(buf) if buf else 0
         if waiting + len(view) > self.write_limit:
             raise WriteBufferFullError(self, self._too_much(len(view), waiting))
-        if not buf and self._state is not _CONNECTING:
+        if not buf and not (self._state is _CONNECTING and _awaits_verdict(sock)):
             try:
                 sent = sock.send(view)
             except (BlockingIOError, InterruptedError):
@@ -1179,3 +1180,11 @@ def _lost_while_connecting(sock: socket.socket) -> Optional[int]:
     except OSError as exc:
         return None if exc.errno == errno.ENOTCONN else exc.errno or errno.ECONNRESET
     return 0 if data else errno.ECONNRESET
+
+
+def _awaits_verdict(sock: socket.socket) -> bool:
+    """Whether a connecting socket must send nothing before ``handle_connect``: a
+    stream's connect has a verdict to wait for; a datagram socket's only names the peer,
+    at once, and datagrams sent meanwhile go out (a send of 0 would lose them, as
+    datagram code does not retry)."""
+    return bool(_TYPE(sock) != socket.SOCK_DGRAM)

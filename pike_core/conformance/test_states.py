@@ -103,8 +103,22 @@ def held() -> Iterator[HeldListener]:
     listener.close()
 
 
-def test_io_before_connect_says_so_and_takes_nothing(pike_poller: Poller) -> None:
-    server = socket.create_server(("127.0.0.1", 0))
+@pytest.fixture
+def server() -> Iterator[socket.socket]:
+    """A plain loopback listener, whose ``accept()`` gives up after DEADLINE seconds."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(DEADLINE)
+        yield listener
+
+
+def _accept(server: socket.socket) -> socket.socket:
+    """The next connection to ``server``, non-blocking (for ``read_to_end``)."""
+    peer, _ = server.accept()
+    peer.setblocking(False)
+    return peer
+
+
+def test_io_before_connect_says_so_and_takes_nothing(pike_poller: Poller, server: socket.socket) -> None:
     client = Recorder(pike_poller)
     client.create_socket()
     assert client.state is State.IDLE
@@ -120,22 +134,17 @@ def test_io_before_connect_says_so_and_takes_nothing(pike_poller: Poller) -> Non
     client.connect(server.getsockname())
     client.write(b"after connect")
     client.close_when_done()
-    peer, _ = server.accept()
-    peer.setblocking(False)
-    assert read_to_end(pike_poller, peer, "the bytes written once connected") == b"after connect"
+    with _accept(server) as peer:
+        assert read_to_end(pike_poller, peer, "the bytes written once connected") == b"after connect"
     assert client.calls == ["connect"]
-    peer.close()
-    server.close()
 
 
 @pytest.mark.parametrize("call", ["write", "write_bytearray", "send"])
 def test_bytes_given_while_connecting_wait_for_handle_connect_where_the_os_connected_at_once(
-    pike_poller: Poller, call: str
+    pike_poller: Poller, server: socket.socket, call: str
 ) -> None:
     """On loopback the kernel connects before ``connect()`` returns; the transport still
     sends nothing before ``handle_connect``, and ``close_when_done`` waits for it."""
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(DEADLINE)
     peer_had: List[bytes] = []
 
     class Client(Recorder):
@@ -154,8 +163,7 @@ def test_bytes_given_while_connecting_wait_for_handle_connect_where_the_os_conne
     client = Client(pike_poller)
     client.create_socket()
     client.connect(server.getsockname())
-    peer, _ = server.accept()
-    peer.setblocking(False)
+    peer = _accept(server)
     if call == "send":
         assert client.send(b"request") == 0
     else:
@@ -166,12 +174,11 @@ def test_bytes_given_while_connecting_wait_for_handle_connect_where_the_os_conne
     assert peer_had == [b""], "bytes reached the peer before handle_connect"
     assert client.calls == (["connect", "write"] if call == "send" else ["connect"])
     peer.close()
-    server.close()
 
 
-def test_a_send_after_shutdown_while_connecting_is_refused(pike_poller: Poller) -> None:
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(DEADLINE)
+def test_a_send_after_shutdown_while_connecting_is_refused(
+    pike_poller: Poller, server: socket.socket
+) -> None:
     client = Recorder(pike_poller)
     client.create_socket()
     client.connect(server.getsockname())
@@ -180,13 +187,10 @@ def test_a_send_after_shutdown_while_connecting_is_refused(pike_poller: Poller) 
     for call in (client.send, client.write):
         with pytest.raises(BrokenPipeError, match="after shutdown"):
             call(b"too late")
-    peer, _ = server.accept()
-    peer.setblocking(False)
-    assert read_to_end(pike_poller, peer, "the bytes, then the FIN") == b"sent, then the FIN"
+    with _accept(server) as peer:
+        assert read_to_end(pike_poller, peer, "the bytes, then the FIN") == b"sent, then the FIN"
     assert client.calls == ["connect"]
     client.close()
-    peer.close()
-    server.close()
 
 
 def test_write_while_connecting_goes_out_once_connected(pike_poller: Poller, held: HeldListener) -> None:
@@ -451,6 +455,48 @@ def test_a_connected_datagram_transport_exchanges_datagrams(pike_poller: Poller)
     assert t.calls == ["connect", "write", "read"]
     t.close()
     peer.close()
+
+
+def test_datagrams_sent_right_after_connect_go_out_at_once(pike_poller: Poller) -> None:
+    """A datagram socket's connect only names the peer: unlike a stream's bytes, its
+    datagrams do not wait for ``handle_connect`` (datagram code does not retry a send
+    of 0)."""
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(DEADLINE)
+    t = Recorder(pike_poller)
+    t.create_socket(socket.AF_INET, socket.SOCK_DGRAM)
+    t.connect(peer.getsockname())
+    assert t.state is State.CONNECTING
+    assert t.send(b"one") == 3
+    assert t.sendto(b"two", peer.getsockname()) == 3
+    assert t.write(bytearray(b"three")) is True
+    assert [peer.recv(16) for _ in range(3)] == [b"one", b"two", b"three"]
+    run_until(pike_poller, lambda: t.calls, what="handle_connect of a datagram socket")
+    assert t.calls == ["connect"]
+    t.close()
+    peer.close()
+
+
+@pytest.mark.skipif(
+    sys.platform == "win32", reason="Windows keeps no refusal pending on a datagram socket to report"
+)
+def test_a_datagram_refused_right_after_connect_is_raised_not_an_end_of_stream(pike_poller: Poller) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as gone:
+        gone.bind(("127.0.0.1", 0))
+        address = gone.getsockname()
+    t = Recorder(pike_poller)
+    t.create_socket(socket.AF_INET, socket.SOCK_DGRAM)
+    t.connect(address)
+    assert t.send(b"to nobody") == len(b"to nobody")
+    assert t.socket is not None
+    # The refusal (an ICMP message) makes the socket readable once it is pending.
+    select.select([t.socket], [], [], DEADLINE)
+    with pytest.raises(ConnectionRefusedError):
+        t.send(b"again")
+    assert t.calls == []
+    assert t.state is State.CONNECTING
+    t.close()
 
 
 # --- connecting over AF_UNIX ---------------------------------------------------------

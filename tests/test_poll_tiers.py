@@ -404,6 +404,7 @@ _modules = {name: importlib.import_module(f"pike_core.conformance.test_{name}") 
 # The suite modules' own fixtures, for the tests re-exported below.
 world = _modules["bad_input"].world
 held = _modules["states"].held
+server = _modules["states"].server
 
 for _suite_name, _module in _modules.items():
     for _name, _test in list(vars(_module).items()):

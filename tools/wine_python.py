@@ -365,7 +365,15 @@ class WindowsPython:
                     self._abort_prefix(boot)
                 raise
             if boot is not None:
-                self._finish_prefix(boot)
+                try:
+                    self._finish_prefix(boot)
+                except WineError as failure:
+                    # Seen once in CI on a fresh prefix ("could not load kernel32.dll",
+                    # exit code 53), never twice in a row: boot a clean one again.
+                    log.warning("%s\ntrying wineboot once more on a clean prefix", failure)
+                    again = self._start_prefix()
+                    assert again is not None, "a failed wineboot leaves no marker"
+                    self._finish_prefix(again)
             self._without_wmi()
             self.set_paths(extra_paths)
         log.info(
